@@ -1,0 +1,8 @@
+"""fnsft: LLM post-training (SFT, DPO, RL) as one pipeline on Ray Train + DeepSpeed + TRL."""
+
+from fnsft.errors import ConfigError, FnsftError
+from fnsft.pipeline import Pipeline
+from fnsft.stages.base import BaseStage, StageConfig, StageResult
+
+__all__ = ["Pipeline", "BaseStage", "StageConfig", "StageResult", "FnsftError", "ConfigError"]
+__version__ = "0.1.0"

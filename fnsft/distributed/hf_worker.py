@@ -1,0 +1,301 @@
+"""The body of every training stage's Ray Train worker (SFT, DPO share it).
+
+Each worker: load the incoming weights, build the stage's TRL trainer (with the generated
+DeepSpeed dict), evaluate, train (resuming from Ray Train's last checkpoint after a worker
+failure), evaluate again, then rank 0 merges LoRA adapters, puts the weights into the object
+store (owned by the driver's HandoffStore) and writes plots. Stages differ only in the
+``builder`` that makes their trainer.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+log = logging.getLogger("fnsft.worker")
+
+
+def import_string(path: str):
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def common_training_args(job, out_dir: str, dtype) -> dict[str, Any]:
+    """TrainingArguments shared by TRL's configs, from the stage config (same names as HF)."""
+    import torch
+
+    c = job.stage_config
+    bf16 = dtype == torch.bfloat16
+    fp16 = dtype == torch.float16 and job.use_gpu
+    has_eval = "eval" in job.data
+    args = dict(
+        output_dir=out_dir,
+        learning_rate=c.learning_rate,
+        num_train_epochs=c.num_train_epochs,
+        max_steps=c.max_steps,
+        per_device_train_batch_size=c.per_device_train_batch_size,
+        per_device_eval_batch_size=c.per_device_eval_batch_size,
+        gradient_accumulation_steps=c.gradient_accumulation_steps,
+        warmup_steps=c.warmup_steps,
+        lr_scheduler_type=c.lr_scheduler_type,
+        weight_decay=c.weight_decay,
+        max_grad_norm=c.max_grad_norm,
+        optim=c.optim,
+        **({"gradient_checkpointing": True} if c.gradient_checkpointing else {}),
+        logging_steps=c.logging_steps,
+        report_to=[r for r in c.report_to if r != "none"] or "none",
+        save_strategy="steps" if c.save_steps > 0 else "no",
+        save_steps=max(c.save_steps, 1),
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval and c.eval_steps else "no",
+        eval_steps=c.eval_steps or None,
+        seed=c.seed,
+        # TRL defaults bf16=True even on CPU, where it is emulated (~15x slower): decide here.
+        bf16=bf16,
+        fp16=fp16,
+        use_cpu=not job.use_gpu,
+        deepspeed=job.deepspeed,
+        disable_tqdm=True,  # our Ray progress bar replaces the per-worker bars
+        dataloader_pin_memory=job.use_gpu,
+        include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False,
+        save_only_model=False,
+    )
+    return args
+
+
+def _progress_callback(job, rank: int):
+    from transformers import TrainerCallback
+
+    class RayProgress(TrainerCallback):
+        """One progress bar on the driver's console: step, loss, tokens/s."""
+
+        def __init__(self):
+            self.bar = None
+            self.t0 = None
+            self.tokens0 = 0
+
+        def on_train_begin(self, args, state, control, **kw):
+            if rank != 0:
+                return
+            self.t0 = time.time()
+            self.tokens0 = state.num_input_tokens_seen or 0
+            self.active = True
+            if job.extra.get("tty"):  # a live bar on the driver's terminal; plain lines in logs
+                from ray.experimental.tqdm_ray import tqdm
+
+                self.bar = tqdm(total=state.max_steps, desc=f"[{job.stage_name}] train")
+                self.bar.update(state.global_step)
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.update(1)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not getattr(self, "active", False) or not logs:
+                return
+            parts = [f"[{job.stage_name}] step {state.global_step}/{state.max_steps}"]
+            for key in ("loss", "eval_loss", "rewards/accuracies", "rewards/margins"):
+                if key in logs:
+                    parts.append(f"{key.split('/')[-1]}={logs[key]:.4f}")
+            elapsed = time.time() - self.t0
+            tokens = (state.num_input_tokens_seen or 0) - self.tokens0
+            if tokens and elapsed > 0:
+                parts.append(f"{tokens / elapsed:.0f} tok/s")
+            if self.bar is not None:
+                self.bar.set_description(" ".join(parts))
+            else:
+                print(" ".join(parts), flush=True)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.close()
+
+    return RayProgress()
+
+
+def _report_callback():
+    from transformers import TrainerCallback
+
+    class RayCheckpoints(TrainerCallback):
+        """Report each HF checkpoint to Ray Train, so a restarted worker group resumes from it."""
+
+        def __init__(self):
+            self.last_logs: dict[str, float] = {}
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            self.last_logs.update({k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))})
+
+        def on_save(self, args, state, control, **kw):
+            import ray.train
+
+            path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            metrics = {**self.last_logs, "step": state.global_step}
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(path))
+
+    return RayCheckpoints()
+
+
+def _eval_before_callback(trainer, metrics: dict):
+    from transformers import TrainerCallback
+
+    class EvalBeforeTraining(TrainerCallback):
+        """Evaluate once the DeepSpeed engine exists (HF cannot evaluate ZeRO-2 before that)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            if not metrics.get("before_eval_loss"):
+                metrics.update(trainer.evaluate(metric_key_prefix="before_eval"))
+
+    return EvalBeforeTraining()
+
+
+def _resume_dir(ckpt, out_dir: str) -> str | None:
+    """Copy Ray Train's latest checkpoint next to the trainer's output and return it."""
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        state = json.load(open(os.path.join(d, "trainer_state.json")))
+        target = os.path.join(out_dir, f"checkpoint-{state['global_step']}")
+        if os.path.abspath(d) != os.path.abspath(target):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(d, target)
+    return target
+
+
+def _quiet_libraries() -> None:
+    """Workers' output is forwarded to the driver: keep it to our progress and real warnings."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train ``train_loop_per_worker`` for HF/TRL-based stages."""
+    import ray
+    import ray.train
+    import torch
+    from datasets import Dataset
+
+    from fnsft.models.loading import load_for_training, load_tokenizer, lora_config, resolve_torch_dtype
+
+    job = config["job"]
+    c = job.stage_config
+    _quiet_libraries()
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(c.seed)
+    dtype = resolve_torch_dtype(job.torch_dtype, job.use_gpu)
+    out_dir = os.path.join(c.output_dir, "trainer")
+    scratch = os.path.join(c.output_dir, ".scratch")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(c.output_dir, f".worker{rank}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+
+    tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
+                               getattr(c, "chat_template", None))
+    model = load_for_training(job.model, c, dtype, scratch)
+    train_ds = Dataset.from_list(ray.get(job.data["train"]))
+    eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
+    peft_config = lora_config(c) if c.use_peft else None
+
+    # transformers 5 reads the TensorBoard folder from the environment.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
+    build = import_string(job.builder)
+    args = common_training_args(job, out_dir, dtype)
+    trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
+                    eval_dataset=eval_ds, args=args, peft_config=peft_config)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # raw metric dicts; our progress lines replace them
+    trainer.add_callback(_report_callback())
+    trainer.add_callback(_progress_callback(job, rank))
+
+    metrics: dict[str, Any] = {}
+    resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
+    if resume:
+        metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])
+        if rank == 0:
+            print(f"[{job.stage_name}] resuming from checkpoint {resume}", flush=True)
+    if eval_ds is not None and c.eval_before_training:
+        trainer.add_callback(_eval_before_callback(trainer, metrics))
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.time() - t0
+    metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+    if eval_ds is not None:
+        metrics.update(trainer.evaluate())
+    if "eval_loss" in metrics:
+        metrics["eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["eval_loss"], 50.0))))
+    if "before_eval_loss" in metrics:
+        metrics["before_eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["before_eval_loss"], 50.0))))
+    metrics["train_seconds"] = train_seconds
+    metrics["global_step"] = trainer.state.global_step
+
+    final_dir = os.path.join(scratch, "trained")
+    trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
+    if rank == 0:
+        _hand_back(job, trainer, final_dir, metrics, dtype)
+    ray.train.report({"done": 1.0})
+
+
+def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
+    import ray
+
+    from fnsft.models.weights import state_dict_to_numpy
+    from fnsft.stages.plots import plot_log_history
+
+    c = job.stage_config
+    model = _merged_model(job, final_dir, dtype)
+    path = None
+    if c.save_intermediate:
+        path = os.path.join(c.output_dir, "model")
+        shutil.rmtree(path, ignore_errors=True)
+        model.save_pretrained(path, safe_serialization=True)
+        trainer.processing_class.save_pretrained(path)
+    history = trainer.state.log_history
+    artifacts = {}
+    with open(os.path.join(c.output_dir, "log_history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    artifacts["log_history"] = os.path.join(c.output_dir, "log_history.json")
+    png = plot_log_history(history, os.path.join(c.output_dir, "training_curves.png"), job.stage_name)
+    if png:
+        artifacts["training_curves"] = png
+    ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
+        "path": path, "metrics": metrics, "artifacts": artifacts}))
+    shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
+
+
+def _merged_model(job, final_dir: str, dtype):
+    """Full weights for the next stage: LoRA adapters merged into the (unquantized) base."""
+    if not job.stage_config.use_peft:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(final_dir, dtype=dtype)
+    from peft import PeftModel
+
+    base = job.model.load(dtype=dtype)
+    return PeftModel.from_pretrained(base, final_dir).merge_and_unload()
+
+
+def find_pids(output_dir: str) -> dict[int, int]:
+    """rank -> pid of a running stage's workers (tests use it to kill one)."""
+    out = {}
+    for p in glob.glob(os.path.join(output_dir, ".worker*.pid")):
+        rank = int(os.path.basename(p)[len(".worker"):-len(".pid")])
+        out[rank] = int(open(p).read().strip())
+    return out

@@ -1,0 +1,85 @@
+"""Load tokenizers and models with the dtype, quantization and LoRA a stage asks for."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from fnsft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_torch_dtype(name: str, on_gpu: bool):
+    """``auto``: bfloat16 on GPUs that support it natively, else float32 (CPU bf16 is emulated)."""
+    import torch
+
+    if name == "auto":
+        if on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if not on_gpu and name in ("bfloat16", "float16"):
+        log.warning("torch_dtype=%s on CPU is emulated and slow; training keeps float32 math", name)
+    return getattr(torch, name)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: Optional[str] = None):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if chat_template:
+        tok.chat_template = chat_template
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def lora_config(cfg: Any, task_type: str = "CAUSAL_LM"):
+    """PEFT LoRA from a stage config's lora_* fields ("all-linear" unless targets are given)."""
+    from peft import LoraConfig
+
+    targets = cfg.lora_target_modules or "all-linear"
+    return LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=targets, bias="none", task_type=task_type,
+    )
+
+
+def quantization_config(cfg: Any, compute_dtype):
+    if getattr(cfg, "load_in_4bit", False):
+        from transformers import BitsAndBytesConfig
+
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+            bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True,
+        )
+    if getattr(cfg, "load_in_8bit", False):
+        from transformers import BitsAndBytesConfig
+
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_for_training(handle, cfg: Any, dtype, scratch_dir: str):
+    """The incoming model, quantized if asked, ready for TRL (LoRA is added by the trainer)."""
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(cfg, dtype)
+    if quant is None:
+        return handle.load(dtype=dtype)
+    # bitsandbytes quantizes while loading, so the weights must come from a directory.
+    path = handle.materialize(scratch_dir)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, quantization_config=quant, trust_remote_code=handle.trust_remote_code)
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+
+
+def check_peft_options(cfg: Any, zero_stage: int, deepspeed_enabled: bool, key: str) -> None:
+    if (cfg.load_in_4bit or cfg.load_in_8bit) and not cfg.use_peft:
+        raise ConfigError(f"{key}.load_in_4bit/load_in_8bit: quantized weights cannot be trained directly; set use_peft: true (QLoRA)")
+    if cfg.load_in_4bit and cfg.load_in_8bit:
+        raise ConfigError(f"{key}: load_in_4bit and load_in_8bit are exclusive; pick one")
+    if (cfg.load_in_4bit or cfg.load_in_8bit) and deepspeed_enabled and zero_stage == 3:
+        raise ConfigError(f"{key}.deepspeed.zero_stage: ZeRO-3 cannot shard bitsandbytes-quantized weights; use zero_stage 0-2 with QLoRA")

@@ -1,0 +1,5 @@
+"""The pipeline driver and stage registry."""
+
+from fnsft.pipeline.driver import Pipeline
+
+__all__ = ["Pipeline"]

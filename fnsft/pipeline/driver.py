@@ -1,0 +1,248 @@
+"""The driver: runs the selected stages in order on Ray and hands each model to the next.
+
+```
+Pipeline.from_yaml(...)          validate everything (no Ray yet)
+  .run()                         connect to / start Ray
+     for each selected stage:    skip if the manifest says it finished with this fingerprint
+        stage.execute(model, tokenizer, previous_result) -> StageResult
+        model -> object store (and <NN>_<stage>/model when save_intermediate)
+        manifest + pipeline_summary.json
+     final_model/ (--save_final_model), cleanup (--cleanup_intermediate)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+import traceback
+from typing import Any, Optional
+
+import yaml
+
+from fnsft.errors import FnsftError, StageError
+from fnsft.pipeline import registry
+from fnsft.pipeline.logs import setup_logging
+from fnsft.pipeline.manifest import Manifest, fingerprint, write_json_atomic
+from fnsft.pipeline.plan import Plan, build_plan, describe_plan
+from fnsft.stages.base import StageResult
+
+log = logging.getLogger("fnsft")
+SUMMARY = "pipeline_summary.json"
+
+
+class Pipeline:
+    """Run a validated :class:`Plan`. ``Pipeline.register_stage`` adds user stages."""
+
+    register_stage = staticmethod(registry.register_stage)
+    available_stages = staticmethod(registry.available_stages)
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.config = plan.config
+
+    @classmethod
+    def from_yaml(cls, path: str, overrides: Optional[list[str]] = None,
+                  stages: Optional[list[str]] = None) -> "Pipeline":
+        return cls(build_plan(path, overrides=overrides, select=stages))
+
+    @classmethod
+    def from_dict(cls, data: dict, overrides: Optional[list[str]] = None,
+                  stages: Optional[list[str]] = None) -> "Pipeline":
+        return cls(build_plan(data=data, overrides=overrides, select=stages))
+
+    def describe(self) -> str:
+        return describe_plan(self.plan)
+
+    # ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        setup_logging(cfg.log_level, cfg.output_dir)
+        log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
+        with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
+            yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
+
+        from fnsft.distributed.handoff import get_handoff_store
+        from fnsft.distributed.ray_runtime import ensure_ray
+        from fnsft.models.handle import ModelHandle
+        from fnsft.models.spec import resolve_model_path
+
+        ensure_ray(cfg.ray)
+        store = get_handoff_store()
+        manifest = Manifest(cfg.output_dir)
+        summary = self._load_summary()
+
+        t0 = time.time()
+        source = resolve_model_path(cfg.model_name_or_path)
+        handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
+                             torch_dtype=cfg.torch_dtype,
+                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype))
+        tokenizer = handle.load_tokenizer()
+        log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
+        previous: Optional[StageResult] = None
+
+        for planned in self.plan.stages:
+            name, stage = planned.name, planned.stage
+            fp = fingerprint(name, stage.fingerprint_fields(), handle.fingerprint)
+            done = manifest.completed(name, fp)
+            if not planned.selected:
+                if done:  # a deselected earlier stage: continue from its saved output
+                    handle = ModelHandle(source=done["model_path"], path=done["model_path"],
+                                         fingerprint=fp, trust_remote_code=cfg.trust_remote_code,
+                                         torch_dtype=cfg.torch_dtype)
+                    tokenizer = handle.load_tokenizer()
+                    log.info("Stage %s not selected; using its saved output %s", name, done["model_path"])
+                else:
+                    log.info("Stage %s not selected (no saved output); the next stage gets the current model", name)
+                continue
+            if done:
+                log.info("Stage %s already completed (fingerprint %s); skipping, model: %s",
+                         name, fp, done["model_path"])
+                handle = ModelHandle(source=done["model_path"], path=done["model_path"], fingerprint=fp,
+                                     trust_remote_code=cfg.trust_remote_code, torch_dtype=cfg.torch_dtype)
+                tokenizer = handle.load_tokenizer()
+                previous = StageResult(model=handle, tokenizer=tokenizer, metrics=done.get("metrics", {}),
+                                       model_path=done["model_path"], stage_name=name)
+                summary["stages"][name] = {**summary["stages"].get(name, {}), "status": "skipped (completed)"}
+                self._write_summary(summary)
+                continue
+
+            log.info("=== Stage %d: %s ===", planned.index, name)
+            os.makedirs(stage.config.output_dir, exist_ok=True)
+            summary["stages"][name] = {"status": "running", "fingerprint": fp,
+                                       "output_dir": stage.config.output_dir}
+            self._write_summary(summary)
+            started = time.time()
+            try:
+                result = stage.execute(handle, tokenizer, previous)
+                if result is None:
+                    raise StageError(f"stage {name}: execute() returned None; return a StageResult")
+                result.stage_name = name
+                handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
+            except BaseException as e:
+                summary["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
+                                               seconds=round(time.time() - started, 2))
+                self._write_summary(summary)
+                manifest.record(name, {"status": "failed", "fingerprint": fp})
+                if not isinstance(e, FnsftError):
+                    log.debug("Stage %s traceback:\n%s", name, traceback.format_exc())
+                raise
+            seconds = time.time() - started
+            result.timings.setdefault("total_s", round(seconds, 2))
+            result.model_path = handle.path
+            summary["stages"][name].update(
+                status="completed", metrics=_plain(result.metrics), timings=result.timings,
+                model_path=handle.path, artifacts=result.artifacts, seconds=round(seconds, 2))
+            self._write_summary(summary)
+            manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
+                                   "metrics": _plain(result.metrics), "finished": time.time()})
+            log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
+            previous = result
+
+        if cfg.save_final_model:
+            final = self._save_final(handle, tokenizer)
+            summary["final_model"] = final
+            if cfg.cleanup_intermediate:
+                self._cleanup(manifest, summary, final)
+        summary["total_seconds"] = round(time.time() - t0, 2)
+        summary["status"] = "completed"
+        self._write_summary(summary)
+        log.info("Pipeline finished in %.1fs; summary: %s", time.time() - t0,
+                 os.path.join(cfg.output_dir, SUMMARY))
+        return summary
+
+    # ------------------------------------------------------------------------------------
+    def _hand_off(self, result: StageResult, handle, tokenizer, fp: str, stage, store):
+        """Turn the stage's model into a handle in the object store (+ disk copy if asked)."""
+        from fnsft.models.handle import ModelHandle
+        from fnsft.models.weights import put_weights
+
+        model = result.model
+        tokenizer = result.tokenizer or tokenizer
+        if model is None:
+            new = dataclasses.replace(handle, fingerprint=fp)
+        elif isinstance(model, ModelHandle):
+            new = dataclasses.replace(model, fingerprint=fp)
+        elif hasattr(model, "state_dict"):
+            new = handle.with_weights(put_weights(model), stage=stage.stage_name, fingerprint=fp)
+        else:
+            raise StageError(f"stage {stage.stage_name}: StageResult.model must be a ModelHandle, "
+                             f"a transformers model or None, got {type(model).__name__}")
+        if stage.config.save_intermediate and not new.path:
+            out = os.path.join(stage.config.output_dir, "model")
+            src = model if hasattr(model, "save_pretrained") else new.load()
+            src.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+            new = dataclasses.replace(new, path=out)
+        return new, tokenizer
+
+    def _save_final(self, handle, tokenizer) -> str:
+        final = os.path.join(self.config.output_dir, "final_model")
+        tmp = final + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = handle.load()
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if not any(f.endswith(".safetensors") for f in os.listdir(tmp)):
+            raise StageError(f"final model: no safetensors written to {tmp}")
+        if os.path.isdir(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        log.info("Final model written to %s", final)
+        return final
+
+    def _cleanup(self, manifest: Manifest, summary: dict, final: str) -> None:
+        if not os.path.isfile(os.path.join(final, "config.json")):
+            log.warning("final_model missing; intermediate models kept")
+            return
+        for planned in self.plan.stages:
+            path = summary["stages"].get(planned.name, {}).get("model_path")
+            if path and os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(final):
+                shutil.rmtree(path)
+                manifest.forget_model(planned.name)
+                summary["stages"][planned.name]["model_path"] = None
+                log.info("Removed intermediate model %s", path)
+
+    def _load_summary(self) -> dict:
+        import json
+
+        path = os.path.join(self.config.output_dir, SUMMARY)
+        if os.path.isfile(path):
+            with open(path) as f:
+                data = json.load(f)
+            data.setdefault("stages", {})
+            return data
+        return {"output_dir": self.config.output_dir, "stages": {}}
+
+    def _write_summary(self, summary: dict) -> None:
+        summary["stage_order"] = [s.name for s in self.plan.stages]
+        write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
+
+
+def _plain(obj: Any) -> Any:
+    """JSON/YAML-safe copy (numbers, strings, lists, dicts)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    try:
+        return float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+
+
+_HEADLINE = ("train_loss", "before_eval_loss", "eval_loss", "eval_perplexity", "before_eval_rewards/accuracies",
+             "eval_rewards/accuracies", "eval_rewards/margins", "reward_start", "reward_end", "global_step",
+             "train_seconds")
+
+
+def _short(metrics: dict) -> str:
+    nums = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    items = [(k, nums[k]) for k in _HEADLINE if k in nums] or list(nums.items())
+    return ", ".join(f"{k}={v:.4g}" for k, v in items[:8]) or "-"

@@ -1,0 +1,107 @@
+"""The stage plugin API: ``StageConfig``, ``StageResult`` and ``BaseStage``.
+
+A stage is one step of the pipeline (SFT, DPO, RL, a user's own). Its config is a stdlib
+dataclass that subclasses :class:`StageConfig`; its YAML lives under ``stage_configs.<name>``.
+The base fields are keyword-only, so a subclass may declare required fields with no default
+(``my_parameter: str = field(metadata={"help": ...})``), exactly as the guide shows.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fnsft.models.handle import ModelHandle
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """Fields every stage has. ``stage_name`` and ``output_dir`` are set by the pipeline."""
+
+    stage_name: str = field(default="", metadata={"help": "Set by the pipeline: the stage's name."})
+    output_dir: str = field(
+        default="", metadata={"help": "Set by the pipeline: <output_dir>/<NN>_<stage>."}
+    )
+    enabled: bool = field(default=True, metadata={"help": "Run this stage (false skips it)."})
+    save_intermediate: bool = field(
+        default=True,
+        metadata={"help": "Write this stage's model to its output_dir (needed to resume after it)."},
+    )
+    logging_steps: int = field(default=5, metadata={"help": "Log metrics every N optimizer steps."})
+    report_to: list[str] = field(
+        default_factory=lambda: ["tensorboard"],
+        metadata={"help": "Metric sinks, as in TrainingArguments: tensorboard, none."},
+    )
+    seed: int = field(default=42, metadata={"help": "Random seed for this stage."})
+
+
+@dataclass
+class StageResult:
+    """What a stage hands to the next one.
+
+    ``model`` is a :class:`fnsft.models.handle.ModelHandle` (weights in Ray's object store and/or
+    a directory), or a ``transformers`` model, which the pipeline turns into a handle. ``None``
+    means "unchanged": the next stage gets this stage's input model.
+    """
+
+    model: Any = None
+    tokenizer: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    model_path: Optional[str] = None
+    timings: dict[str, float] = field(default_factory=dict)
+    stage_name: str = ""
+    success: bool = True
+
+
+class BaseStage(abc.ABC):
+    """Base class for all stages.
+
+    Subclasses implement :attr:`stage_name`, :meth:`validate_config` (cheap checks, run before Ray
+    starts; raise :class:`fnsft.errors.ConfigError`) and :meth:`execute`.
+
+    ``config_class`` names the stage's config dataclass. When it is not set, the pipeline uses the
+    ``StageConfig`` subclass defined next to the stage (``<Stage>Config`` or the only one in its
+    module).
+    """
+
+    config_class: Optional[type] = None
+
+    def __init__(self, config: StageConfig, pipeline_config: Any = None):
+        self.config = config
+        self.pipeline_config = pipeline_config
+
+    @property
+    @abc.abstractmethod
+    def stage_name(self) -> str:
+        """The name used in ``stages:`` and ``stage_configs:``."""
+
+    def validate_config(self) -> None:
+        """Check the config before anything heavy starts. Raise ``ConfigError`` on bad input."""
+
+    def describe_plan(self) -> dict[str, Any]:
+        """What ``--dry_run`` prints for this stage (data, format, key settings)."""
+        return {}
+
+    @abc.abstractmethod
+    def execute(
+        self,
+        model: "ModelHandle",
+        tokenizer: Any,
+        previous_result: Optional[StageResult] = None,
+    ) -> StageResult:
+        """Run the stage on ``model`` and return the result for the next stage."""
+
+    # Helpers stages share -------------------------------------------------------------
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The config values that decide this stage's output (used for resume)."""
+        skip = {"stage_name", "output_dir", "enabled", "save_intermediate", "logging_steps",
+                "report_to"}
+        return {
+            f.name: getattr(self.config, f.name)
+            for f in dataclasses.fields(self.config)
+            if f.name not in skip
+        }

@@ -1,0 +1,168 @@
+"""Supervised fine-tuning: TRL's ``SFTTrainer`` inside a Ray Train job with DeepSpeed ZeRO.
+
+YAML (``stage_configs.sft``)::
+
+    dataset_name_or_path: examples/sample_data.jsonl   # file, folder or datasets hub name
+    dataset_format: auto          # alpaca | sharegpt | messages | prompt_completion | text
+    num_train_epochs: 3
+    learning_rate: 2e-4
+    use_peft: true                # LoRA; add load_in_4bit: true for QLoRA
+
+Every conversational format becomes TRL's prompt/completion shape, where the completion is the
+last assistant turn, so the loss is on completions only by default. LoRA adapters are merged
+into the base at the end of the stage: the next stage receives full weights (and starts its own
+adapters if it uses LoRA).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from fnsft.errors import ConfigError
+from fnsft.stages.training import TrainStage, TrainStageConfig
+
+log = logging.getLogger("fnsft")
+
+SFTFormat = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text"]
+
+
+@dataclass(kw_only=True)
+class SFTConfig(TrainStageConfig):
+    dataset_name_or_path: str = field(
+        metadata={"help": "Training data: .jsonl/.json/.csv/.parquet file, a folder of them, or a hub name."})
+    dataset_format: SFTFormat = field(
+        default="auto", metadata={"help": "Data format; auto detects it from the first rows."})
+    column_mapping: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Rename columns first, e.g. {question: instruction}."})
+    system_prompt: Optional[str] = field(
+        default=None, metadata={"help": "System turn added to conversations that have none."})
+    max_length: int = field(default=1024, metadata={"help": "Truncate tokenized examples to this length."})
+    packing: bool = field(default=False, metadata={"help": "Pack several examples per sequence."})
+    completion_only_loss: bool = field(
+        default=True, metadata={"help": "Loss on completions only (false: on the whole sequence)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training data."})
+
+
+class SFTStage(TrainStage):
+    """Supervised fine-tuning with TRL's SFTTrainer on Ray Train + DeepSpeed."""
+
+    config_class = SFTConfig
+    builder = "fnsft.stages.sft:build_sft_trainer"
+
+    @property
+    def stage_name(self) -> str:
+        return "sft"
+
+    def validate_config(self) -> None:
+        super().validate_config()
+        c = self.config
+        if c.max_length < 8:
+            raise ConfigError(f"{self.key}.max_length: must be >= 8 (got {c.max_length})")
+        self._format = self._detect(c.dataset_name_or_path, f"{self.key}.dataset_name_or_path")
+        if c.eval_dataset_path:
+            self._detect(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
+
+    def _detect(self, path: str, key: str) -> str:
+        from fnsft.data.files import is_local_path, read_first_rows
+        from fnsft.data.formats import detect_sft_format
+
+        if is_local_path(path) and not os.path.exists(path):
+            raise ConfigError(f"{key}: dataset {path} not found")
+        rows = read_first_rows(path, n=20)
+        if not rows:
+            if self.config.dataset_format == "auto" and is_local_path(path):
+                raise ConfigError(f"{key}: {path} has no rows")
+            return self.config.dataset_format  # hub dataset: detected when it is loaded
+        detected = detect_sft_format(rows, path, self.config.column_mapping or None)
+        wanted = self.config.dataset_format
+        if wanted != "auto" and wanted != detected:
+            # An explicit format wins, but it must fit the rows.
+            from fnsft.data.formats import to_prompt_completion
+
+            to_prompt_completion(rows[0], wanted, self.config.column_mapping or None, index=0, source=path)
+            return wanted
+        return detected
+
+    def describe_plan(self) -> dict[str, Any]:
+        from fnsft.data.formats import describe_format
+
+        c = self.config
+        fmt = getattr(self, "_format", c.dataset_format)
+        steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}"
+        peft = "full fine-tune"
+        if c.use_peft:
+            peft = f"LoRA r={c.lora_r} alpha={c.lora_alpha}" + (" + 4-bit (QLoRA)" if c.load_in_4bit else "") \
+                + (" + 8-bit" if c.load_in_8bit else "")
+        return {
+            "data": f"{c.dataset_name_or_path} (format: {describe_format(fmt) if fmt != 'auto' else 'detected at run time'})",
+            "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} held out" if c.eval_split else "none"),
+            "training": f"{steps}, lr={c.learning_rate:g}, batch={c.per_device_train_batch_size}"
+                        f"x{c.gradient_accumulation_steps} per worker, max_length={c.max_length}",
+            "weights": peft,
+        }
+
+    # ------------------------------------------------------------------------------------
+    def _load(self, path: str) -> tuple[list[dict], str]:
+        from fnsft.data.files import load_rows
+        from fnsft.data.formats import detect_sft_format, to_prompt_completion
+
+        c = self.config
+        dataset = load_rows(path)
+        rows = dataset.to_list()
+        fmt = c.dataset_format
+        if fmt == "auto":
+            fmt = detect_sft_format(rows[:20], path, c.column_mapping or None)
+        out = [to_prompt_completion(r, fmt, c.column_mapping or None, c.system_prompt, index=i, source=path)
+               for i, r in enumerate(rows)]
+        return out, fmt
+
+    def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+        from fnsft.data.formats import describe_format
+
+        c = self.config
+        rows, fmt = self._load(c.dataset_name_or_path)
+        log.info("[sft] %s: detected format %s, %d rows", c.dataset_name_or_path, describe_format(fmt), len(rows))
+        eval_rows = self._load(c.eval_dataset_path)[0] if c.eval_dataset_path else None
+        data = self.split_eval(rows, eval_rows)
+        if c.chat_template:
+            tokenizer.chat_template = c.chat_template
+        too_long = count_truncated(data["train"], tokenizer, c.max_length)
+        if too_long:
+            log.warning("[sft] %d of %d training examples are longer than max_length=%d and will be truncated",
+                        too_long, len(data["train"]), c.max_length)
+        return data, {"dataset_format": fmt, "train_rows": len(data["train"]),
+                      "eval_rows": len(data.get("eval", [])), "truncated_examples": too_long}
+
+
+def count_truncated(rows: list[dict], tokenizer, max_length: int) -> int:
+    """How many rows tokenize to more than ``max_length`` tokens (TRL truncates them)."""
+    n = 0
+    for r in rows:
+        if "text" in r:
+            length = len(tokenizer(r["text"]).input_ids)
+        elif isinstance(r["prompt"], list):
+            ids = tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True)
+            length = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        else:
+            length = len(tokenizer(r["prompt"] + r["completion"]).input_ids)
+        n += length > max_length
+    return n
+
+
+def build_sft_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, peft_config):
+    """Runs in each Ray Train worker: TRL's SFTTrainer for this stage's config."""
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    c = job.stage_config
+    is_text = "text" in train_dataset.column_names
+    config = TRLSFTConfig(
+        **args, max_length=c.max_length, packing=c.packing,
+        completion_only_loss=None if is_text else c.completion_only_loss,
+        dataset_text_field="text",
+    )
+    return SFTTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      processing_class=tokenizer, peft_config=peft_config)

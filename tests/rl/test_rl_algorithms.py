@@ -1,0 +1,23 @@
+import dataclasses
+
+import pytest
+
+from fnsft.errors import ConfigError
+from fnsft.rl import ALGORITHMS, get_algorithm
+
+
+def test_registry_covers_the_five_algorithms():
+    assert set(ALGORITHMS) == {"ppo", "a2c", "trpo", "grpo", "rloo"}
+    for name, spec in ALGORITHMS.items():
+        assert spec.name == name
+        assert not (spec.uses_critic and spec.needs_groups)
+        assert spec.policy_update in {"clipped", "vanilla", "natural"}
+    assert get_algorithm("PPO").uses_critic
+    assert not get_algorithm("grpo").uses_critic
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ALGORITHMS["ppo"].uses_critic = False
+
+
+def test_unknown_algorithm_names_the_choices():
+    with pytest.raises(ConfigError, match="grpo"):
+        get_algorithm("dqn")
