@@ -41,6 +41,14 @@ def _cli_overrides(args) -> list[str]:
     return out
 
 
+def _log_traceback(what: str) -> None:
+    """The traceback goes to pipeline_training.log (once logging is set up), never the console."""
+    log = logging.getLogger("fnsft")
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, what, None, sys.exc_info()))
+
+
 def _fail(e: BaseException) -> int:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     print(f"fnsft: error: {msg}", file=sys.stderr)
@@ -78,7 +86,7 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr)
         return 130
     except Exception as e:  # a stage crashed: one line here, the traceback in the log file
-        logging.getLogger("fnsft").error("Pipeline failed", exc_info=True)
+        _log_traceback("Pipeline failed")
         print(f"fnsft: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
               "(traceback in pipeline_training.log)", file=sys.stderr)
         return 1
@@ -148,7 +156,7 @@ def train_main(argv: Optional[list[str]] = None) -> int:
     except FnsftError as e:
         return _fail(e)
     except Exception as e:
-        logging.getLogger("fnsft").error("Training failed", exc_info=True)
+        _log_traceback("Training failed")
         print(f"fnsft-train: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,195 @@
+"""Model-side helpers shared by the role actors and the RL trainer.
+
+One batch layout everywhere (as in TRL): prompts **left**-padded to ``P`` tokens, completions
+**right**-padded to ``C`` tokens, so the logits that score completion token ``t`` sit at the
+same column ``P - 1 + t`` for every row. Every token-level RL tensor is ``(B, C)`` with
+``completion_mask`` (1 on generated tokens up to and including EOS).
+
+Weights move between processes as numpy arrays (:mod:`fnsft.models.weights`); with LoRA only
+the adapter tensors move, keyed by their PEFT parameter names, which are the same in every
+process that wraps the same base with the same ``LoraConfig``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Optional
+
+import numpy as np
+
+
+# Prompts -------------------------------------------------------------------------------
+def encode_prompts(tokenizer, prompts: list, apply_chat_template: bool = True) -> list[list[int]]:
+    """Token ids of each prompt, ready for generation.
+
+    A list of messages always goes through the chat template; a string does when
+    ``apply_chat_template`` and the tokenizer has one (as one user turn), else it is used raw.
+    """
+    out = []
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    for p in prompts:
+        if isinstance(p, list) or (apply_chat_template and has_template):
+            messages = p if isinstance(p, list) else [{"role": "user", "content": p}]
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
+            out.append(tokenizer(p)["input_ids"])
+    return out
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as plain text for reward functions and logs (the last user turn for messages)."""
+    if isinstance(prompt, list):
+        return prompt[-1]["content"] if prompt else ""
+    return str(prompt)
+
+
+# Padding -------------------------------------------------------------------------------
+def pad_sequences(seqs: list[list[int]], pad_id: int, side: str, length: Optional[int] = None):
+    """``(ids, mask)`` int64 numpy arrays of shape ``(len(seqs), length or max len)``."""
+    n = max([len(s) for s in seqs] + [1]) if length is None else length
+    ids = np.full((len(seqs), n), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), n), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        s = list(s)[:n]
+        if side == "left":
+            ids[i, n - len(s):] = s
+            mask[i, n - len(s):] = 1
+        else:
+            ids[i, : len(s)] = s
+            mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def rollout_arrays(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int) -> dict[str, np.ndarray]:
+    """The padded batch: ``prompt_ids/prompt_mask (B, P)`` left-padded, ``completion_ids/completion_mask (B, C)``."""
+    p_ids, p_mask = pad_sequences(prompt_ids, pad_id, "left")
+    c_ids, c_mask = pad_sequences(completion_ids, pad_id, "right")
+    return {"prompt_ids": p_ids, "prompt_mask": p_mask, "completion_ids": c_ids, "completion_mask": c_mask}
+
+
+def cut_at_eos(ids: list[int], eos_ids: set[int], pad_id: Optional[int]) -> list[int]:
+    """Generated ids up to and including the first EOS; trailing padding dropped."""
+    out = []
+    for t in ids:
+        if t in eos_ids:
+            out.append(t)
+            return out
+        out.append(t)
+    while out and pad_id is not None and out[-1] == pad_id and pad_id not in eos_ids:
+        out.pop()
+    return out
+
+
+def eos_token_ids(model, tokenizer) -> set[int]:
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ids is None:
+        ids = tokenizer.eos_token_id
+    ids = ids if isinstance(ids, (list, tuple)) else [ids]
+    return {int(i) for i in ids if i is not None}
+
+
+# Forward passes ------------------------------------------------------------------------
+def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=None,
+                       need_logits: bool = False, detach_value_input: bool = False) -> dict:
+    """Score the completions of a padded batch in one forward pass.
+
+    ``batch`` holds torch tensors ``prompt_ids, prompt_mask, completion_ids, completion_mask``.
+    Returns ``logprobs (B, C)`` of the sampled tokens under ``softmax(logits / temperature)``
+    (the distribution they were sampled from), ``logits (B, C, V)`` when ``need_logits``, and
+    ``values (B, C)`` when a ``value_head`` is given (the value of the state before each token;
+    ``detach_value_input`` keeps the critic's gradient out of the policy, as TRPO needs).
+    """
+    import torch
+
+    p_ids, c_ids = batch["prompt_ids"], batch["completion_ids"]
+    input_ids = torch.cat([p_ids, c_ids], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    # Left padding: positions count real tokens only, as during generation.
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
+                output_hidden_states=value_head is not None, use_cache=False)
+    P, C = p_ids.shape[1], c_ids.shape[1]
+    logits = out.logits[:, P - 1 : P + C - 1].float()
+    if temperature and temperature != 1.0:
+        logits = logits / temperature
+    token_logits = logits.gather(-1, c_ids.unsqueeze(-1)).squeeze(-1)
+    logprobs = token_logits - torch.logsumexp(logits, dim=-1)
+    result = {"logprobs": logprobs}
+    if need_logits:
+        result["logits"] = logits
+    if value_head is not None:
+        hidden = out.hidden_states[-1][:, P - 1 : P + C - 1]
+        if detach_value_input:
+            hidden = hidden.detach()
+        result["values"] = value_head(hidden).squeeze(-1).float()
+    return result
+
+
+def to_torch(arrays: dict[str, np.ndarray], device=None) -> dict:
+    import torch
+
+    return {k: torch.as_tensor(np.asarray(v)).to(device) if device is not None else torch.as_tensor(np.asarray(v))
+            for k, v in arrays.items()}
+
+
+class ValueHead:
+    """Factory for the critic: a linear layer on the policy's last hidden state (one value per token)."""
+
+    @staticmethod
+    def build(hidden_size: int):
+        import torch
+
+        head = torch.nn.Linear(hidden_size, 1)
+        # Small init: the critic starts near 0 instead of adding noise to the first advantages.
+        torch.nn.init.normal_(head.weight, std=1.0 / (hidden_size ** 0.5) * 0.1)
+        torch.nn.init.zeros_(head.bias)
+        return head
+
+
+# Weights -------------------------------------------------------------------------------
+def policy_weights(model, lora_only: bool) -> dict:
+    """The tensors the generation actors need: LoRA adapters only, or the full state dict."""
+    if lora_only:
+        return {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
+    return model.state_dict()
+
+
+def load_policy_weights(model, state: dict, lora_only: bool) -> None:
+    """Copy ``state`` (torch tensors) into ``model``; every expected tensor must be present."""
+    import torch
+
+    if lora_only:
+        params = dict(model.named_parameters())
+        missing = [n for n in params if "lora_" in n and n not in state]
+        unknown = [n for n in state if n not in params]
+        if missing or unknown:
+            raise ValueError(f"LoRA weight sync: {len(missing)} adapter tensors missing, {len(unknown)} unknown "
+                             f"(e.g. {(missing or unknown)[0]}); do both sides use the same LoRA config?")
+        with torch.no_grad():
+            for n, t in state.items():
+                params[n].copy_(t)
+        return
+    model.load_state_dict(state, strict=True)
+
+
+def weights_checksum(state: dict) -> str:
+    """SHA-256 over names, shapes, dtypes and bytes, in name order (equal iff weights are equal)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        arr = t.detach().cpu().contiguous() if hasattr(t, "detach") else t
+        if hasattr(arr, "dtype") and str(arr.dtype) == "torch.bfloat16":
+            import torch
+
+            arr = arr.view(torch.int16)
+        arr = arr.numpy() if hasattr(arr, "numpy") else np.asarray(arr)
+        h.update(name.encode())
+        h.update(str(arr.shape).encode())
+        h.update(str(arr.dtype).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def nbytes(packed: dict) -> int:
+    return int(sum(a.nbytes for a in packed["arrays"].values()))

@@ -1,0 +1,41 @@
+"""Helpers for fnsft's tests (and for users testing their own stages): tiny configs, CLI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(REPO, "examples")
+TINY = "builtin:tiny-llama"
+
+
+def tiny_sft_config(output_dir, **sft) -> dict:
+    """A small, fast SFT pipeline config on the tiny model (2 workers, ZeRO-2)."""
+    stage = {
+        "dataset_name_or_path": os.path.join(EXAMPLES, "sample_data.jsonl"),
+        "num_train_epochs": 2, "learning_rate": 3e-3, "per_device_train_batch_size": 8,
+        "max_length": 128, "save_steps": 0, "report_to": ["none"], "eval_split": 0.1,
+    }
+    stage.update(sft)
+    return {
+        "model_name_or_path": TINY, "output_dir": str(output_dir), "stages": ["sft"],
+        "resources": {"num_workers": 2}, "deepspeed": {"zero_stage": 2},
+        "stage_configs": {"sft": stage},
+    }
+
+
+def run_cli(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    """Run ``fnsft.cli`` in a fresh interpreter; prints RAY_IMPORTED=<bool> after it returns."""
+    code = (
+        "import sys\n"
+        "from fnsft.cli import pipeline_main, train_main\n"
+        f"fn = train_main if {args[:1]!r} == ('train',) else pipeline_main\n"
+        f"argv = {list(args[1:]) if args[:1] == ('train',) else list(args)!r}\n"
+        "rc = fn(argv)\n"
+        "print('RAY_IMPORTED=' + str('ray' in sys.modules))\n"
+        "sys.exit(rc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
