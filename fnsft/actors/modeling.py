@@ -91,14 +91,16 @@ def eos_token_ids(model, tokenizer) -> set[int]:
 
 # Forward passes ------------------------------------------------------------------------
 def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=None,
-                       need_logits: bool = False, detach_value_input: bool = False) -> dict:
+                       need_logits: bool = False, detach_value_input: bool = False,
+                       need_hidden: bool = False) -> dict:
     """Score the completions of a padded batch in one forward pass.
 
     ``batch`` holds torch tensors ``prompt_ids, prompt_mask, completion_ids, completion_mask``.
     Returns ``logprobs (B, C)`` of the sampled tokens under ``softmax(logits / temperature)``
     (the distribution they were sampled from), ``logits (B, C, V)`` when ``need_logits``, and
     ``values (B, C)`` when a ``value_head`` is given (the value of the state before each token;
-    ``detach_value_input`` keeps the critic's gradient out of the policy, as TRPO needs).
+    ``detach_value_input`` keeps the critic's gradient out of the policy, as TRPO needs), and
+    ``hidden (B, C, H)`` (the last hidden states the critic reads) when ``need_hidden``.
     """
     import torch
 
@@ -108,7 +110,7 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     # Left padding: positions count real tokens only, as during generation.
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
-                output_hidden_states=value_head is not None, use_cache=False)
+                output_hidden_states=value_head is not None or need_hidden, use_cache=False)
     P, C = p_ids.shape[1], c_ids.shape[1]
     logits = out.logits[:, P - 1 : P + C - 1].float()
     if temperature and temperature != 1.0:
@@ -118,8 +120,11 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     result = {"logprobs": logprobs}
     if need_logits:
         result["logits"] = logits
-    if value_head is not None:
+    if value_head is not None or need_hidden:
         hidden = out.hidden_states[-1][:, P - 1 : P + C - 1]
+        if need_hidden:
+            result["hidden"] = hidden
+    if value_head is not None:
         if detach_value_input:
             hidden = hidden.detach()
         result["values"] = value_head(hidden).squeeze(-1).float()
@@ -129,8 +134,8 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
 def to_torch(arrays: dict[str, np.ndarray], device=None) -> dict:
     import torch
 
-    return {k: torch.as_tensor(np.asarray(v)).to(device) if device is not None else torch.as_tensor(np.asarray(v))
-            for k, v in arrays.items()}
+    # A copy: arrays from the object store are read-only.
+    return {k: torch.tensor(np.asarray(v), device=device) for k, v in arrays.items()}
 
 
 class ValueHead:

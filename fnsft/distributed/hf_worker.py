@@ -120,6 +120,34 @@ def _progress_callback(job, rank: int):
     return RayProgress()
 
 
+def throughput_meter(metrics: dict, warmup_steps: int = 2):
+    """Records steady-state train tokens/s (non-padding tokens, all workers) after ``warmup_steps``.
+
+    The benchmarks attach the same meter to a plain TRL trainer, so both sides are measured alike.
+    """
+    from transformers import TrainerCallback
+
+    class ThroughputMeter(TrainerCallback):
+        def __init__(self):
+            self.points: list[tuple[float, int, int]] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            metrics["train_begin_unix"] = time.time()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.points.append((time.time(), state.global_step, state.num_input_tokens_seen or 0))
+
+        def on_train_end(self, args, state, control, **kw):
+            pts = self.points[warmup_steps:] if len(self.points) > warmup_steps + 1 else self.points
+            if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
+                dt = pts[-1][0] - pts[0][0]
+                metrics["train_tokens_per_second_steady"] = (pts[-1][2] - pts[0][2]) / dt
+                metrics["train_steps_per_second_steady"] = (pts[-1][1] - pts[0][1]) / dt
+                metrics["seconds_per_step_steady"] = dt / (pts[-1][1] - pts[0][1])
+
+    return ThroughputMeter()
+
+
 def _report_callback():
     from transformers import TrainerCallback
 
@@ -205,6 +233,8 @@ def train_worker(config: dict) -> None:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(c.output_dir, f".worker{rank}.pid"), "w") as f:
         f.write(str(os.getpid()))
+    with open(os.path.join(c.output_dir, f".worker{rank}.node"), "w") as f:  # where it ran
+        f.write(ray.get_runtime_context().get_node_id())
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
@@ -222,10 +252,11 @@ def train_worker(config: dict) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw metric dicts; our progress lines replace them
+    metrics: dict[str, Any] = {}
+    trainer.add_callback(throughput_meter(metrics))
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
 
-    metrics: dict[str, Any] = {}
     resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
     if resume:
         metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])

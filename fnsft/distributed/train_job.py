@@ -13,6 +13,11 @@ from fnsft.errors import StageError
 
 log = logging.getLogger("fnsft")
 
+# Extra Ray Train callbacks for every job started in this process: each entry takes the stage
+# name and returns a list of ``ray.train.UserCallback``. A Tune trial (fnsft.tune) adds one that
+# forwards the job's reports to Tune.
+run_callbacks: list[Callable[[str], list]] = []
+
 
 @dataclass
 class TrainJob:
@@ -53,6 +58,7 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             # Workers find the package the driver uses (needed under `ray job submit` too).
             worker_runtime_env={"env_vars": _forwarded_env()},
+            callbacks=[cb for make in run_callbacks for cb in make(job.stage_name)],
         ),
     )
     started = time.time()

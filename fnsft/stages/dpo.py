@@ -1,0 +1,476 @@
+"""Direct Preference Optimization: TRL's ``DPOTrainer`` inside a Ray Train job with DeepSpeed ZeRO.
+
+YAML (``stage_configs.dpo``)::
+
+    preference_dataset_path: examples/preferences.jsonl   # file, folder or datasets hub name
+    dataset_format: auto          # prompt_chosen_rejected | implicit_prompt | hh_rlhf | pairwise
+    loss_type: sigmoid            # sigmoid (DPO) | ipo | hinge | cdpo | simpo
+    beta: 0.1                     # KL strength: how far the policy may move from the reference
+    max_length: 512               # prompt + answer tokens
+    max_prompt_length: 256        # longer prompts keep their end (default: max_length / 2)
+    use_peft: true                # LoRA: the reference is the adapter-disabled base
+
+The reference is the model entering the stage (the previous stage's output, or the base model),
+frozen: with LoRA the same weights with the adapters disabled; with a full fine-tune a second
+copy of the incoming weights (or, with ``precompute_ref_log_probs``, its log-probs computed once
+before training and no copy kept). SimPO needs none. Plain-string pairs are trained in the
+tokenizer's chat format (a user turn and an assistant answer), as SFT trains and chat
+inference uses. See docs/dpo.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from fnsft.errors import ConfigError
+from fnsft.stages.base import StageResult
+from fnsft.stages.training import TrainStage, TrainStageConfig
+
+log = logging.getLogger("fnsft")
+
+PreferenceFormat = Literal["auto", "prompt_chosen_rejected", "implicit_prompt", "hh_rlhf", "pairwise"]
+LossType = Literal["sigmoid", "ipo", "hinge", "cdpo", "simpo"]
+
+# beta when the YAML leaves it out: DPO-style losses scale log-ratios; SimPO scales average log-probs.
+DEFAULT_BETA = {"sigmoid": 0.1, "ipo": 0.1, "hinge": 0.1, "cdpo": 0.1, "simpo": 2.0}
+DEFAULT_SIMPO_GAMMA = 1.0
+
+
+@dataclass(kw_only=True)
+class DPOConfig(TrainStageConfig):
+    preference_dataset_path: str = field(
+        metadata={"help": "Preference pairs: .jsonl/.json/.csv/.parquet file, a folder of them, or a hub name."})
+    dataset_format: PreferenceFormat = field(
+        default="auto", metadata={"help": "Preference format; auto detects it from the first rows."})
+    column_mapping: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Rename columns first, e.g. {question: prompt, good: chosen}."})
+    drop_invalid_pairs: bool = field(
+        default=False,
+        metadata={"help": "Drop unusable pairs (identical answers, empty answer, missing prompt) instead of "
+                  "failing at validation."})
+    use_chat_template: bool = field(
+        default=True,
+        metadata={"help": "Train plain-string pairs as chat turns (user prompt, assistant answer) rendered with "
+                  "the tokenizer's chat template; false: on the raw strings."})
+    system_prompt: Optional[str] = field(
+        default=None, metadata={"help": "System turn added to chat prompts that have none."})
+    loss_type: LossType = field(
+        default="sigmoid",
+        metadata={"help": "sigmoid (DPO), ipo, hinge, cdpo (conservative DPO: sigmoid with label_smoothing), "
+                  "simpo (reference-free, length-normalised)."})
+    beta: Optional[float] = field(
+        default=None,
+        metadata={"help": "KL strength: higher keeps the policy closer to the reference (IPO: its tau). "
+                  "Default 0.1; 2.0 for simpo."})
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "cdpo only: assumed share of flipped labels, in (0, 0.5)."})
+    simpo_gamma: Optional[float] = field(
+        default=None, metadata={"help": "simpo only: target reward margin gamma (default 1.0)."})
+    max_length: int = field(default=1024, metadata={"help": "Truncate prompt + answer to this many tokens."})
+    max_prompt_length: Optional[int] = field(
+        default=None,
+        metadata={"help": "Keep only the last N prompt tokens, so answers keep room (default: max_length / 2)."})
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "Compute the reference log-probs once before training (no reference forward per step; "
+                  "with a full fine-tune, no reference copy in memory)."})
+    learning_rate: float = field(
+        default=5e-6, metadata={"help": "Peak learning rate; DPO wants far less than SFT (full: ~5e-7)."})
+
+
+class DPOStage(TrainStage):
+    """Direct Preference Optimization with TRL's DPOTrainer on Ray Train + DeepSpeed."""
+
+    config_class = DPOConfig
+    builder = "fnsft.stages.dpo:build_dpo_trainer"
+
+    @property
+    def stage_name(self) -> str:
+        return "dpo"
+
+    # Validation (driver, before Ray) ---------------------------------------------------
+    def validate_config(self) -> None:
+        super().validate_config()
+        c = self.config
+        k = self.key
+        if c.beta is not None and c.beta <= 0:
+            raise ConfigError(f"{k}.beta: must be > 0 (got {c.beta})")
+        if c.loss_type == "cdpo":
+            if not 0 < c.label_smoothing < 0.5:
+                raise ConfigError(f"{k}.label_smoothing: loss_type cdpo needs a value in (0, 0.5), e.g. 0.1 "
+                                  f"(got {c.label_smoothing})")
+        elif c.label_smoothing:
+            raise ConfigError(f"{k}.label_smoothing: only used by loss_type cdpo (got loss_type {c.loss_type}); "
+                              "set loss_type: cdpo or remove label_smoothing")
+        if c.simpo_gamma is not None and c.loss_type != "simpo":
+            raise ConfigError(f"{k}.simpo_gamma: only used by loss_type simpo (got loss_type {c.loss_type})")
+        if c.loss_type == "simpo" and c.precompute_ref_log_probs:
+            raise ConfigError(f"{k}.precompute_ref_log_probs: simpo uses no reference model; remove it")
+        if c.max_length < 8:
+            raise ConfigError(f"{k}.max_length: must be >= 8 (got {c.max_length})")
+        if c.max_prompt_length is not None and not 1 <= c.max_prompt_length < c.max_length:
+            raise ConfigError(f"{k}.max_prompt_length: must be in [1, max_length={c.max_length}) so the answer "
+                              f"keeps some tokens (got {c.max_prompt_length})")
+        # Read and screen every pair now: a bad row fails here, not minutes later in a worker.
+        self._pairs: dict[str, tuple[list[dict], str, dict]] = {}
+        self._read_pairs(c.preference_dataset_path, f"{k}.preference_dataset_path")
+        if c.eval_dataset_path:
+            self._read_pairs(c.eval_dataset_path, f"{k}.eval_dataset_path")
+
+    def _read_pairs(self, path: str, key: str) -> tuple[list[dict], str, dict]:
+        """Normalised pairs of ``path`` (``{"prompt", "chosen", "rejected"}``), format, drop report."""
+        from fnsft.data.files import is_local_path, load_rows, read_first_rows
+        from fnsft.data.preference import detect_preference_format, normalize_preference_rows
+
+        cache = getattr(self, "_pairs", None)
+        if cache is None:
+            cache = self._pairs = {}
+        if path in cache:
+            return cache[path]
+        c = self.config
+        mapping = c.column_mapping or None
+        local = is_local_path(path)
+        if local and not os.path.exists(path):
+            raise ConfigError(f"{key}: dataset {path} not found")
+        rows = read_first_rows(path, n=2**62) if local else load_rows(path).to_list()
+        if not rows:
+            raise ConfigError(f"{key}: {path} has no rows")
+        fmt = c.dataset_format
+        if fmt == "auto":
+            fmt = detect_preference_format(rows[:20], path, mapping)
+        pairs, report = normalize_preference_rows(rows, fmt, path, c.drop_invalid_pairs, mapping)
+        if report["dropped"]:
+            reasons = ", ".join(f"{n} {r}" for r, n in report["reasons"].items() if n)
+            log.warning("[%s] %s: dropped %d of %d pairs (%s)", self.stage_name, path, report["dropped"],
+                        report["total"], reasons)
+        cache[path] = (pairs, fmt, report)
+        return cache[path]
+
+    def describe_plan(self) -> dict[str, Any]:
+        from fnsft.data.formats import describe_format
+
+        c = self.config
+        pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
+        dropped = f", {report['dropped']} unusable dropped" if report["dropped"] else ""
+        steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}"
+        peft = "full fine-tune"
+        if c.use_peft:
+            peft = f"LoRA r={c.lora_r} alpha={c.lora_alpha}" + (" + 4-bit (QLoRA)" if c.load_in_4bit else "") \
+                + (" + 8-bit" if c.load_in_8bit else "")
+        loss = f"{c.loss_type}, beta={effective_beta(c):g}"
+        if c.loss_type == "cdpo":
+            loss += f", label_smoothing={c.label_smoothing:g}"
+        if c.loss_type == "simpo":
+            loss += f", gamma={effective_simpo_gamma(c):g}"
+        return {
+            "data": f"{c.preference_dataset_path} (format: {describe_format(fmt)}; {len(pairs)} pairs{dropped})",
+            "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} held out" if c.eval_split else "none"),
+            "loss": loss,
+            "reference": describe_reference(c),
+            "training": f"{steps}, lr={c.learning_rate:g}, batch={c.per_device_train_batch_size}"
+                        f"x{c.gradient_accumulation_steps} pairs per worker, max_length={c.max_length}, "
+                        f"max_prompt_length={effective_max_prompt_length(c)}",
+            "weights": peft,
+        }
+
+    # Data (driver) ----------------------------------------------------------------------
+    def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+        from fnsft.data.formats import describe_format
+
+        c = self.config
+        if c.chat_template:
+            tokenizer.chat_template = c.chat_template
+        pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
+        chat = c.use_chat_template and bool(getattr(tokenizer, "chat_template", None))
+        if c.use_chat_template and not chat:
+            log.info("[dpo] the tokenizer has no chat template: plain-string pairs are trained as raw text")
+        rows = to_trainer_rows(pairs, fmt, chat, c.system_prompt)
+        eval_rows = None
+        if c.eval_dataset_path:
+            eval_pairs, eval_fmt, _ = self._read_pairs(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
+            eval_rows = to_trainer_rows(eval_pairs, eval_fmt, chat, c.system_prompt)
+        if any(isinstance(r["prompt"], list) for r in rows + (eval_rows or [])) and not tokenizer.chat_template:
+            raise ConfigError(f"{self.key}: the pairs are conversations but the tokenizer has no chat template; "
+                              "set chat_template")
+        log.info("[dpo] %s: format %s, %d pairs", c.preference_dataset_path, describe_format(fmt), len(rows))
+        data = self.split_eval(rows, eval_rows)
+        max_prompt = effective_max_prompt_length(c)
+        long_prompts, long_pairs = count_truncated_pairs(data["train"], tokenizer, c.max_length, max_prompt)
+        if long_prompts or long_pairs:
+            log.warning("[dpo] of %d training pairs, %d prompts exceed max_prompt_length=%d (their start is cut) "
+                        "and %d pairs exceed max_length=%d (their end is cut)", len(data["train"]),
+                        long_prompts, max_prompt, long_pairs, c.max_length)
+        return data, {"dataset_format": fmt, "train_rows": len(data["train"]),
+                      "eval_rows": len(data.get("eval", [])), "dropped_pairs": report["dropped"],
+                      "truncated_prompts": long_prompts, "truncated_pairs": long_pairs,
+                      "reference": describe_reference(c)}
+
+    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
+        result = super().execute(model, tokenizer, previous_result)
+        # The worker derives perplexities from eval_loss; a DPO loss is no likelihood.
+        for key in ("eval_perplexity", "before_eval_perplexity"):
+            result.metrics.pop(key, None)
+        return result
+
+
+# Helpers shared by the driver, the worker and the tests ---------------------------------
+def effective_beta(c: DPOConfig) -> float:
+    return c.beta if c.beta is not None else DEFAULT_BETA[c.loss_type]
+
+
+def effective_max_prompt_length(c: DPOConfig) -> int:
+    return c.max_prompt_length if c.max_prompt_length is not None else c.max_length // 2
+
+
+def effective_simpo_gamma(c: DPOConfig) -> float:
+    return c.simpo_gamma if c.simpo_gamma is not None else DEFAULT_SIMPO_GAMMA
+
+
+def describe_reference(c: DPOConfig) -> str:
+    """Which reference the stage compares against (also recorded in the stage's metrics)."""
+    if c.loss_type == "simpo":
+        return "none (simpo is reference-free)"
+    once = ", log-probs precomputed once" if c.precompute_ref_log_probs else ""
+    if c.use_peft:
+        return "incoming model with the LoRA adapters disabled" + once
+    if c.precompute_ref_log_probs:
+        return "incoming model, log-probs precomputed once before training (no copy kept)"
+    return "frozen copy of the incoming model"
+
+
+def trl_loss_settings(loss_type: str, label_smoothing: float = 0.0) -> dict[str, Any]:
+    """Our ``loss_type`` as TRL ``DPOConfig`` fields.
+
+    TRL 1.16's ``sigmoid`` ignores ``label_smoothing``; conservative DPO,
+    ``-(1-e) logsig(bh) - e logsig(-bh)``, is ``2(1-e) * sigmoid - (1-2e) * robust`` where TRL's
+    ``robust`` is ``(-(1-e) logsig(bh) + e logsig(-bh)) / (1-2e)``. SimPO replaces the loss in
+    :func:`dpo_trainer_class` (``loss_type`` is then unused).
+    """
+    if loss_type == "cdpo":
+        e = label_smoothing
+        return {"loss_type": ["sigmoid", "robust"], "loss_weights": [2 * (1 - e), -(1 - 2 * e)],
+                "label_smoothing": e}
+    if loss_type == "simpo":
+        return {"loss_type": ["sigmoid"]}
+    return {"loss_type": [loss_type]}
+
+
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+
+
+def hh_prompt_to_messages(prompt: str) -> list[dict]:
+    """``"\\n\\nHuman: hi\\n\\nAssistant: yo\\n\\nHuman: q\\n\\nAssistant:"`` as chat messages."""
+    parts = _HH_TURN.split(prompt)
+    lead, turns = parts[0].strip(), parts[1:]
+    messages = []
+    for speaker, text in zip(turns[0::2], turns[1::2]):
+        messages.append({"role": "user" if speaker == "Human" else "assistant", "content": text.strip()})
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()  # the open "Assistant:" the answers complete
+    if lead and messages:
+        messages[0]["content"] = lead + "\n\n" + messages[0]["content"]
+    return messages
+
+
+def to_trainer_rows(pairs: list[dict], fmt: str, chat: bool, system_prompt: Optional[str]) -> list[dict]:
+    """Normalised pairs in the shape TRL takes: all conversational when ``chat``, else as they are.
+
+    Plain strings become a user turn and assistant answers; Anthropic-HH prompts become their
+    turns. ``system_prompt`` is added to conversations without a system turn.
+    """
+    out = []
+    for p in pairs:
+        prompt, chosen, rejected = p["prompt"], p["chosen"], p["rejected"]
+        if chat and isinstance(prompt, str):
+            prompt = hh_prompt_to_messages(prompt) if fmt == "hh_rlhf" else [{"role": "user", "content": prompt}]
+            chosen = [{"role": "assistant", "content": chosen.strip()}]
+            rejected = [{"role": "assistant", "content": rejected.strip()}]
+        if isinstance(prompt, list) and system_prompt and not any(m["role"] == "system" for m in prompt):
+            prompt = [{"role": "system", "content": system_prompt}, *prompt]
+        out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return out
+
+
+def _token_count(tokenizer, prompt, answer=None) -> int:
+    if isinstance(prompt, list):
+        messages = prompt + (answer or [])
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=answer is None)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    return len(tokenizer(prompt + (answer or "")).input_ids)
+
+
+def count_truncated_pairs(rows: list[dict], tokenizer, max_length: int,
+                          max_prompt_length: int) -> tuple[int, int]:
+    """(prompts longer than ``max_prompt_length``, pairs whose longer side exceeds ``max_length``)."""
+    long_prompts = long_pairs = 0
+    for r in rows:
+        n_prompt = _token_count(tokenizer, r["prompt"])
+        long_prompts += n_prompt > max_prompt_length
+        kept = min(n_prompt, max_prompt_length)
+        longest = max(_token_count(tokenizer, r["prompt"], r[side]) - n_prompt for side in ("chosen", "rejected"))
+        long_pairs += kept + longest > max_length
+    return long_prompts, long_pairs
+
+
+# The trainer (Ray Train workers) ----------------------------------------------------------
+@functools.cache
+def dpo_trainer_class():
+    """TRL's DPOTrainer plus what TRL 1.16 lacks: ``max_prompt_length``, SimPO, per-rank precompute.
+
+    Built on first use so that importing this module (validation, ``--dry_run``) stays light.
+    """
+    import torch
+    import torch.nn.functional as F
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    class FnsftDPOTrainer(DPOTrainer):
+        def __init__(self, *args, max_prompt_length: Optional[int] = None, simpo_gamma: Optional[float] = None,
+                     **kwargs):
+            # Read by _prepare_dataset, which DPOTrainer.__init__ calls.
+            self.max_prompt_length = max_prompt_length
+            self.simpo_gamma = simpo_gamma
+            super().__init__(*args, **kwargs)
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if self.max_prompt_length is None or "prompt_ids" in dataset.column_names:
+                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            # TRL drops pairs whose prompt alone fills max_length; shorten the prompts first, then drop.
+            max_length, args.max_length = args.max_length, None
+            try:
+                dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            finally:
+                args.max_length = max_length
+            n = self.max_prompt_length
+            dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-n:]})
+            if max_length is not None:
+                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < max_length)
+            return dataset
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            """TRL's pass, kept in memory on every rank (and skipped by reference-free SimPO).
+
+            TRL writes the log-probs to a cache file beside the dataset that only rank 0 writes;
+            Ray Train's in-memory datasets have no shared cache folder, so other ranks could not
+            read it. Each rank computes its shard; the gather gives every rank all of them.
+            """
+            if self.simpo_gamma is not None:
+                return dataset
+            from torch.utils.data import DataLoader
+
+            loader = self.accelerator.prepare(DataLoader(
+                dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
+                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
+            if self.ref_model is None and self.is_deepspeed_enabled:
+                if self._precompute_engine is None:
+                    from trl.models import prepare_deepspeed
+
+                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+                model = self._precompute_engine
+            else:
+                model = self.ref_model or self.model
+            chosen, rejected = [], []
+            for batch in loader:
+                c, r = self.compute_ref_log_probs(model, batch)
+                c, r = self.accelerator.gather_for_metrics((c, r))
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+            ref = Dataset.from_dict({"ref_chosen_logps": torch.cat(chosen).tolist(),
+                                     "ref_rejected_logps": torch.cat(rejected).tolist()})
+            from datasets import concatenate_datasets
+
+            return concatenate_datasets([dataset, ref], axis=1)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            if self.simpo_gamma is None:
+                return super()._compute_loss(model, inputs, return_outputs)
+            return self._simpo_loss(model, inputs, return_outputs)
+
+        def _simpo_loss(self, model, inputs, return_outputs):
+            """SimPO (Meng et al. 2024): -logsig(beta * (avg logp(chosen) - avg logp(rejected)) - gamma).
+
+            Reference-free: the implicit reward of an answer is beta times its mean per-token
+            log-prob. Logs the same metrics as DPO under the same names.
+            """
+            mode = "train" if self.model.training else "eval"
+            completion_mask = inputs["completion_mask"]
+            kwargs = {k: v for k, v in inputs.items()
+                      if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            outputs = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True)
+            mask = completion_mask[..., 1:]
+            logps = outputs.log_probs[:, -mask.size(1):].sum(dim=1)  # masked positions are 0
+            avg = logps / mask.sum(dim=1).clamp(min=1)
+            chosen_avg, rejected_avg = avg.chunk(2, dim=0)
+            chosen_rewards, rejected_rewards = self.beta * chosen_avg, self.beta * rejected_avg
+            loss = -F.logsigmoid(chosen_rewards - rejected_rewards - self.simpo_gamma).mean()
+
+            gather = self.accelerator.gather
+            chosen_r, rejected_r = gather(chosen_rewards.detach()), gather(rejected_rewards.detach())
+            chosen_logps, rejected_logps = logps.detach().chunk(2, dim=0)
+            m = self._metrics[mode]
+            m["rewards/chosen"].append(chosen_r.mean().item())
+            m["rewards/rejected"].append(rejected_r.mean().item())
+            m["rewards/accuracies"].append((chosen_r > rejected_r).float().mean().item())
+            m["rewards/margins"].append((chosen_r - rejected_r).mean().item())
+            m["logps/chosen"].append(gather(chosen_logps).mean().item())
+            m["logps/rejected"].append(gather(rejected_logps).mean().item())
+            return (loss, outputs) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+            self._eval_prefix = metric_key_prefix
+            try:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self._eval_prefix = "eval"
+
+        def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+            mode = "train" if self.model.training else "eval"
+            m = self._metrics[mode]
+            # The KL-style log-ratio log(pi/pi_ref) of each side: the implicit reward without beta.
+            if self.simpo_gamma is None:
+                for side in ("chosen", "rejected"):
+                    if m.get(f"rewards/{side}"):
+                        m[f"logratios/{side}"] = [v / self.beta for v in m[f"rewards/{side}"]]
+            prefix = getattr(self, "_eval_prefix", "eval")
+            if mode == "eval" and prefix != "eval":
+                # TRL names eval metrics eval_* whatever the prefix; the worker's evaluation before
+                # training asks for before_eval_*.
+                logs.update({f"{prefix}_{k}": sum(v) / len(v) for k, v in m.items() if v})
+                m.clear()
+            super().log(logs, start_time)
+
+    return FnsftDPOTrainer
+
+
+def build_dpo_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, peft_config):
+    """Runs in each Ray Train worker: the DPO trainer for this stage's config."""
+    from trl import DPOConfig as TRLDPOConfig
+
+    c = job.stage_config
+    simpo = c.loss_type == "simpo"
+    config = TRLDPOConfig(
+        **args, beta=effective_beta(c), max_length=c.max_length,
+        # SimPO: TRL then keeps no reference model; FnsftDPOTrainer skips the precompute pass.
+        precompute_ref_log_probs=c.precompute_ref_log_probs or simpo,
+        prediction_loss_only=True,  # eval needs the loss and metrics only, not a second forward for logits
+        **trl_loss_settings(c.loss_type, c.label_smoothing),
+    )
+    ref_model = None
+    if peft_config is None and not config.precompute_ref_log_probs:
+        # TRL would rebuild the reference from model.config's path: the base model's folder, not the
+        # weights this stage received (e.g. SFT's, from the object store). Load those instead.
+        ref_model = job.model.load(dtype=model.dtype)
+        ref_model.requires_grad_(False)
+        ref_model.eval()
+    trainer_class = dpo_trainer_class()
+    return trainer_class(model=model, ref_model=ref_model, args=config, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,
+                         max_prompt_length=effective_max_prompt_length(c),
+                         simpo_gamma=effective_simpo_gamma(c) if simpo else None)
+
