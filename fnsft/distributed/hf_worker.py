@@ -262,7 +262,7 @@ def train_worker(config: dict) -> None:
         metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])
         if rank == 0:
             print(f"[{job.stage_name}] resuming from checkpoint {resume}", flush=True)
-    if eval_ds is not None and c.eval_before_training:
+    if eval_ds is not None and c.eval_before_training and not resume:
         trainer.add_callback(_eval_before_callback(trainer, metrics))
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -291,6 +291,12 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     from fnsft.stages.plots import plot_log_history
 
     c = job.stage_config
+    # The collectives are over: build plain (unpartitioned) models from here on. While the HF
+    # DeepSpeed config is registered, from_pretrained would start a ZeRO-3 partitioned init and
+    # wait for the other ranks forever.
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
     model = _merged_model(job, final_dir, dtype)
     path = None
     if c.save_intermediate:
