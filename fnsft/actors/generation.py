@@ -217,7 +217,6 @@ def push_policy_weights(generation, policy, lora_only: bool, version: int, verif
     packed = state_dict_to_numpy(state)
     ref = ray.put(packed)
     acks = generation.all(lambda a: a.load_weights.remote(ref, version, verify))
-    del ref
     out = {"weight_sync_s": time.perf_counter() - t0, "weight_sync_mb": nbytes(packed) / 2**20,
            "weight_load_s": max(a["load_s"] for a in acks)}
     if verify:

@@ -345,8 +345,6 @@ class RLTrainer:
         return {k: v.to(self.device) for k, v in _gather_rows(out, self.world, len(full["completion_ids"])).items()}
 
     def update(self, arrays: dict, it: int) -> dict[str, float]:
-        import torch
-
         from fnsft.rl.loop import compute_advantages, sequence_kl
 
         full = self._to_device(arrays)
