@@ -101,9 +101,12 @@ def _progress_callback(job, rank: int):
             if not getattr(self, "active", False) or not logs:
                 return
             parts = [f"[{job.stage_name}] step {state.global_step}/{state.max_steps}"]
-            for key in ("loss", "eval_loss", "rewards/accuracies", "rewards/margins"):
-                if key in logs:
-                    parts.append(f"{key.split('/')[-1]}={logs[key]:.4f}")
+            shown = [k for k in ("loss", "eval_loss", "rewards/accuracies", "rewards/margins") if k in logs]
+            if not shown and getattr(self, "last_step", None) == state.global_step:
+                return  # e.g. the final train-summary log: nothing new to show
+            self.last_step = state.global_step
+            for key in shown:
+                parts.append(f"{key.split('/')[-1]}={logs[key]:.4f}")
             elapsed = time.time() - self.t0
             tokens = (state.num_input_tokens_seen or 0) - self.tokens0
             if tokens and elapsed > 0:
