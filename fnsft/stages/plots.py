@@ -8,7 +8,8 @@ _PANELS = [
     ("loss", ["loss", "eval_loss"]),
     ("preference", ["rewards/margins", "eval_rewards/margins", "rewards/accuracies", "eval_rewards/accuracies"]),
     ("rewards", ["rewards/chosen", "rewards/rejected"]),
-    ("log-ratio (KL-style)", ["logps/chosen", "logps/rejected"]),
+    ("log-ratio (KL-style)", ["logratios/chosen", "logratios/rejected"]),
+    ("log-probs", ["logps/chosen", "logps/rejected"]),
     ("reward", ["reward_mean", "reward"]),
     ("kl", ["kl"]),
 ]
@@ -53,8 +54,10 @@ def plot_log_history(history: list[dict], path: str, title: str) -> Optional[str
         for k, v in entry.items():
             if k in ("step", "epoch") or not isinstance(v, (int, float)) or k.startswith("train_"):
                 continue
-            if k in ("learning_rate", "grad_norm", "num_input_tokens_seen", "num_tokens") or k.endswith("_runtime") \
-                    or "per_second" in k:
+            if k.startswith("before_eval_"):  # the evaluation before training starts the eval_ curve
+                k = k[len("before_"):]
+            if k.removeprefix("eval_") in ("learning_rate", "grad_norm", "num_input_tokens_seen", "num_tokens") \
+                    or k.endswith("_runtime") or "per_second" in k:
                 continue
             series.setdefault(k, []).append((step, v))
     return plot_series(series, path, f"{title} training")

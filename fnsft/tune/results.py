@@ -76,8 +76,9 @@ def _one_line(error: BaseException) -> str:
     """The last meaningful line of a trial's (possibly wrapped, multi-line) error."""
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     for line in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception)\b", line):
-            return line[:300]
+        m = re.match(r"^(?:[\w]+\.)*(\w*(?:Error|Exception)\b.*)", line)
+        if m:  # fnsft.errors.StageError: ... -> StageError: ...
+            return m.group(1)[:300]
     return (lines[-1] if lines else type(error).__name__)[:300]
 
 

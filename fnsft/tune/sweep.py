@@ -49,7 +49,11 @@ def validate_sweep(plan) -> Sweep:
 
 
 def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[str]] = None) -> SweepOutcome:
-    """Run the sweep of a validated plan (``plan.raw`` already holds ``--set`` overrides)."""
+    """Run the sweep of a plan built with ``--tune`` (validated again here).
+
+    ``plan.raw`` already holds the ``--set`` overrides and ``plan.config_path`` the file, so
+    ``config_path``/``overrides`` (what the CLI passes) are not needed beyond it.
+    """
     from ray import tune
 
     from fnsft.distributed.handoff import get_handoff_store
@@ -65,7 +69,9 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     log.info("%s", sweep.describe())
 
     ensure_ray(cfg.ray)
-    get_handoff_store()  # created by the driver, so it outlives every trial that uses it
+    # Trials find the handoff store by name; the driver holds it for the whole sweep, or it
+    # would die with the trial that created it (or between two trials).
+    store = get_handoff_store()
 
     raw = base_config(plan)
     for name in sweep.shared_stages:  # trials start from these stages' saved models
@@ -90,12 +96,12 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     )
     log.info("Starting %d trial(s); each writes to %s", sweep.num_trials, os.path.join(tune_dir, "trial_<id>"))
     grid = tuner.fit()
+    del store
 
     rows = rows_from_results(grid, sweep)
     results_csv = write_csv(rows, sweep, os.path.join(tune_dir, "results.csv"))
     table = format_table(rows, sweep)
     print(table, flush=True)
-    log.debug("%s", table)
     best = best_row(rows, c.metric)
     if best is None:
         failed = [r for r in rows if r.status == "error"]
