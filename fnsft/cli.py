@@ -66,10 +66,10 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
         if args.tune:
             from fnsft.tune.sweep import run_sweep, validate_sweep
 
-            validate_sweep(pipeline.plan)
+            sweep = validate_sweep(pipeline.plan)
             if args.dry_run:
                 print(pipeline.describe())
-                print("tune: search space OK")
+                print(sweep.describe() if hasattr(sweep, "describe") else "tune: search space OK")
                 return 0
             run_sweep(pipeline.plan, args.config, overrides)
             return 0

@@ -207,6 +207,18 @@ def _quiet_libraries() -> None:
     import transformers
 
     datasets.disable_progress_bars()
+    # Workers keep no dataset cache, so fingerprints need not be content hashes. Hashing TRL's
+    # map functions with dill runs dis.dis() under a stdout capture that Ray's worker stdout
+    # escapes, flooding the driver's console with bytecode; random fingerprints avoid it.
+    import datasets.arrow_dataset
+    import datasets.fingerprint as fingerprint
+
+    datasets.disable_caching()
+
+    def random_fingerprint(*args, **kwargs):
+        return fingerprint.generate_random_fingerprint()
+
+    fingerprint.update_fingerprint = datasets.arrow_dataset.update_fingerprint = random_fingerprint
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
