@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -186,17 +187,20 @@ class DPOStage(TrainStage):
         if c.chat_template:
             tokenizer.chat_template = c.chat_template
         pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
-        chat = c.use_chat_template and bool(getattr(tokenizer, "chat_template", None))
-        if c.use_chat_template and not chat:
-            log.info("[dpo] the tokenizer has no chat template: plain-string pairs are trained as raw text")
-        rows = to_trainer_rows(pairs, fmt, chat, c.system_prompt)
-        eval_rows = None
+        eval_pairs, eval_fmt = [], fmt
         if c.eval_dataset_path:
             eval_pairs, eval_fmt, _ = self._read_pairs(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
-            eval_rows = to_trainer_rows(eval_pairs, eval_fmt, chat, c.system_prompt)
-        if any(isinstance(r["prompt"], list) for r in rows + (eval_rows or [])) and not tokenizer.chat_template:
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        # Any conversation makes every pair a conversation: one dataset holds one shape.
+        conversations = any(isinstance(p["prompt"], list) for p in pairs + eval_pairs)
+        if conversations and not has_template:
             raise ConfigError(f"{self.key}: the pairs are conversations but the tokenizer has no chat template; "
                               "set chat_template")
+        chat = conversations or (c.use_chat_template and has_template)
+        if c.use_chat_template and not has_template:
+            log.info("[dpo] the tokenizer has no chat template: plain-string pairs are trained as raw text")
+        rows = to_trainer_rows(pairs, fmt, chat, c.system_prompt)
+        eval_rows = to_trainer_rows(eval_pairs, eval_fmt, chat, c.system_prompt) if c.eval_dataset_path else None
         log.info("[dpo] %s: format %s, %d pairs", c.preference_dataset_path, describe_format(fmt), len(rows))
         data = self.split_eval(rows, eval_rows)
         max_prompt = effective_max_prompt_length(c)
@@ -338,7 +342,7 @@ def dpo_trainer_class():
             super().__init__(*args, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            if self.max_prompt_length is None or "prompt_ids" in dataset.column_names:
+            if self.max_prompt_length is None or "prompt_ids" in (dataset.column_names or []):
                 return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
             # TRL drops pairs whose prompt alone fills max_length; shorten the prompts first, then drop.
             max_length, args.max_length = args.max_length, None
@@ -347,9 +351,12 @@ def dpo_trainer_class():
             finally:
                 args.max_length = max_length
             n = self.max_prompt_length
-            dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-n:]})
+            # A fresh fingerprint: the data lives in memory (nothing to cache), and hashing the
+            # lambdas with dill prints their bytecode under Ray Train's print patch.
+            dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-n:]}, new_fingerprint=uuid.uuid4().hex)
             if max_length is not None:
-                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < max_length)
+                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < max_length,
+                                         new_fingerprint=uuid.uuid4().hex)
             return dataset
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
