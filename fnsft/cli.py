@@ -69,7 +69,9 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
             sweep = validate_sweep(pipeline.plan)
             if args.dry_run:
                 print(pipeline.describe())
-                print(sweep.describe() if hasattr(sweep, "describe") else "tune: search space OK")
+                if hasattr(sweep, "describe"):
+                    print(sweep.describe())
+                print("tune: search space OK")
                 return 0
             run_sweep(pipeline.plan, args.config, overrides)
             return 0
