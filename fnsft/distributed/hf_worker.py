@@ -300,9 +300,6 @@ def train_worker(config: dict) -> None:
 
 
 def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
-    import ray
-
-    from fnsft.models.weights import state_dict_to_numpy
     from fnsft.stages.plots import plot_log_history
 
     c = job.stage_config
@@ -313,12 +310,6 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
 
     unset_hf_deepspeed_config()
     model = _merged_model(job, final_dir, dtype)
-    path = None
-    if c.save_intermediate:
-        path = os.path.join(c.output_dir, "model")
-        shutil.rmtree(path, ignore_errors=True)
-        model.save_pretrained(path, safe_serialization=True)
-        trainer.processing_class.save_pretrained(path)
     history = trainer.state.log_history
     artifacts = {}
     with open(os.path.join(c.output_dir, "log_history.json"), "w") as f:
@@ -327,9 +318,26 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     png = plot_log_history(history, os.path.join(c.output_dir, "training_curves.png"), job.stage_name)
     if png:
         artifacts["training_curves"] = png
+    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts)
+    shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
+
+
+def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) -> None:
+    """Rank 0 of any training stage: write the stage's model (``save_intermediate``) and hand its
+    weights to the driver through the HandoffStore (which re-puts them so it owns the copy)."""
+    import ray
+
+    from fnsft.models.weights import state_dict_to_numpy
+
+    c = job.stage_config
+    path = None
+    if c.save_intermediate:
+        path = os.path.join(c.output_dir, "model")
+        shutil.rmtree(path, ignore_errors=True)
+        model.save_pretrained(path, safe_serialization=True)
+        tokenizer.save_pretrained(path)
     ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
         "path": path, "metrics": metrics, "artifacts": artifacts}))
-    shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
 
 
 def _merged_model(job, final_dir: str, dtype):

@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import time
 from typing import Any, Optional
 
@@ -523,9 +522,7 @@ class RLTrainer:
 
     # Hand-back --------------------------------------------------------------------------
     def hand_back(self) -> None:
-        import ray
-
-        from fnsft.models.weights import state_dict_to_numpy
+        from fnsft.distributed.hf_worker import save_and_hand_back
         from fnsft.stages.plots import plot_series
 
         c = self.c
@@ -542,14 +539,7 @@ class RLTrainer:
         if png:
             artifacts["reward_curve"] = png
         model = self.policy.merge_and_unload() if c.use_peft else self.policy
-        path = None
-        if c.save_intermediate:
-            path = os.path.join(c.output_dir, "model")
-            shutil.rmtree(path, ignore_errors=True)
-            model.save_pretrained(path, safe_serialization=True)
-            self.tokenizer.save_pretrained(path)
-        ray.get(self.job.store.adopt.remote(self.job.key, state_dict_to_numpy(model.state_dict()), {
-            "path": path, "metrics": metrics, "artifacts": artifacts}))
+        save_and_hand_back(self.job, model, self.tokenizer, metrics, artifacts)
 
 
 def rl_train_worker(config: dict) -> None:
