@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import plain_training_args, write_result  # noqa: E402
+from common import plain_training_args, run_fnsft_stage, write_result  # noqa: E402
 
 MODEL = "builtin:smollm2-135m-instruct"
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "preferences.jsonl")
@@ -91,26 +91,7 @@ def run_trl(model_dir: str, data: str, a) -> dict:
 
 
 def run_fnsft(data: str, a) -> dict:
-    from fnsft.pipeline import Pipeline
-
-    out = tempfile.mkdtemp(prefix="fnsft_dpo_")
-    cfg = {
-        "model_name_or_path": MODEL, "output_dir": out, "stages": ["dpo"],
-        "resources": {"num_workers": 1, "cpus_per_worker": os.cpu_count()},
-        "deepspeed": {"zero_stage": 2},
-        "stage_configs": {"dpo": stage_config(data, a)},
-    }
-    t0 = time.time()
-    summary = Pipeline.from_dict(cfg).run()
-    wall = time.time() - t0
-    stage = summary["stages"]["dpo"]
-    m = stage["metrics"]
-    launched = t0 + (wall - stage["seconds"])  # when the stage (its Train job) started
-    m["startup_s"] = m["train_begin_unix"] - launched
-    m["wall_s"] = wall
-    m["stage_s"] = stage["seconds"]
-    shutil.rmtree(out, ignore_errors=True)
-    return m
+    return run_fnsft_stage(MODEL, "dpo", stage_config(data, a), tempfile.mkdtemp(prefix="fnsft_dpo_"))
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import plain_training_args, write_result  # noqa: E402
+from common import plain_training_args, run_fnsft_stage, write_result  # noqa: E402
 
 MODEL = "builtin:smollm2-135m-instruct"
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "sample_data.jsonl")
@@ -60,38 +60,18 @@ def run_trl(model_dir: str, mode: str, a) -> dict:
 
 
 def run_fnsft(mode: str, a) -> dict:
-    from fnsft.pipeline import Pipeline
-
     out = tempfile.mkdtemp(prefix="fnsft_sft_")
     data = os.path.join(out, "data.jsonl")
-    import json
-
     with open(DATA) as src, open(data, "w") as dst:
         for i, line in enumerate(src):
             if i >= a.steps * a.batch:
                 break
             dst.write(line)
-    cfg = {
-        "model_name_or_path": MODEL, "output_dir": out, "stages": ["sft"],
-        "resources": {"num_workers": 1, "cpus_per_worker": os.cpu_count()},
-        "deepspeed": {"zero_stage": 2},
-        "stage_configs": {"sft": {
-            "dataset_name_or_path": data, "max_steps": a.steps, "per_device_train_batch_size": a.batch,
-            "learning_rate": 2e-4, "max_length": a.max_length, "eval_split": 0, "save_steps": 0,
-            "save_intermediate": False, "report_to": ["none"], "use_peft": mode == "lora", "logging_steps": 1,
-        }},
-    }
-    t0 = time.time()
-    summary = Pipeline.from_dict(cfg).run()
-    wall = time.time() - t0
-    stage = summary["stages"]["sft"]
-    m = stage["metrics"]
-    launched = t0 + (wall - stage["seconds"])  # when the stage (its Train job) started
-    m["startup_s"] = m["train_begin_unix"] - launched
-    m["wall_s"] = wall
-    shutil.rmtree(out, ignore_errors=True)
-    json.dumps(m)
-    return m
+    return run_fnsft_stage(MODEL, "sft", {
+        "dataset_name_or_path": data, "max_steps": a.steps, "per_device_train_batch_size": a.batch,
+        "learning_rate": 2e-4, "max_length": a.max_length, "eval_split": 0, "save_steps": 0,
+        "save_intermediate": False, "report_to": ["none"], "use_peft": mode == "lora", "logging_steps": 1,
+    }, out)
 
 
 def main() -> None:
