@@ -12,33 +12,47 @@ response tokens), so the same RL loop serves every algorithm:
 :data:`ALGORITHMS` records which of these pieces (critic, groups, epochs) each one uses.
 """
 
-from fnsft.rl.advantages import discounted_returns, gae, group_advantages, rloo_advantages
-from fnsft.rl.algorithms import ALGORITHMS, AlgoSpec, get_algorithm
-from fnsft.rl.kl import (
-    KL_KINDS,
-    AdaptiveKLController,
-    FixedKLController,
-    add_kl_to_rewards,
-    kl_from_logits,
-    kl_penalty,
-)
-from fnsft.rl.losses import (
-    a2c_policy_loss,
-    entropy_from_logits,
-    grpo_loss,
-    ppo_policy_loss,
-    trpo_surrogate_loss,
-    value_loss,
-)
-from fnsft.rl.masked import masked_mean, masked_sum, masked_var, masked_whiten
-from fnsft.rl.trpo import (
-    conjugate_gradient,
-    fisher_vector_product,
-    flat_grad,
-    flat_params,
-    set_flat_params_,
-    trpo_step,
-)
+# Lazy re-exports: ``import fnsft.rl.algorithms`` (config validation) must not import torch.
+_EXPORTS = {
+    "discounted_returns": "advantages",
+    "gae": "advantages",
+    "group_advantages": "advantages",
+    "rloo_advantages": "advantages",
+    "ALGORITHMS": "algorithms",
+    "AlgoSpec": "algorithms",
+    "get_algorithm": "algorithms",
+    "KL_KINDS": "kl",
+    "AdaptiveKLController": "kl",
+    "FixedKLController": "kl",
+    "add_kl_to_rewards": "kl",
+    "kl_from_logits": "kl",
+    "kl_penalty": "kl",
+    "a2c_policy_loss": "losses",
+    "entropy_from_logits": "losses",
+    "grpo_loss": "losses",
+    "ppo_policy_loss": "losses",
+    "trpo_surrogate_loss": "losses",
+    "value_loss": "losses",
+    "masked_mean": "masked",
+    "masked_sum": "masked",
+    "masked_var": "masked",
+    "masked_whiten": "masked",
+    "conjugate_gradient": "trpo",
+    "fisher_vector_product": "trpo",
+    "flat_grad": "trpo",
+    "flat_params": "trpo",
+    "set_flat_params_": "trpo",
+    "trpo_step": "trpo",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"fnsft.rl.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'fnsft.rl' has no attribute {name!r}")
+
 
 __all__ = [
     "ALGORITHMS",

@@ -88,3 +88,4 @@ def test_every_shipped_config_validates(path):
         args.append("--tune")
     result = run_cli(*args, cwd=REPO)
     assert result.returncode == 0, result.stderr
+    assert "RAY_IMPORTED=False" in result.stdout  # validation stays on the light path
