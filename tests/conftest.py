@@ -21,7 +21,8 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 namespace="fnsft", log_to_driver=True)
+                 namespace="fnsft", log_to_driver=True,
+                 runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"})
     yield ray
     ray.shutdown()
 

@@ -18,6 +18,8 @@ import shutil
 import time
 from typing import Any
 
+from fnsft.distributed.console import say
+
 log = logging.getLogger("fnsft.worker")
 
 
@@ -114,7 +116,7 @@ def _progress_callback(job, rank: int):
             if self.bar is not None:
                 self.bar.set_description(" ".join(parts))
             else:
-                print(" ".join(parts), flush=True)
+                say(" ".join(parts))
 
         def on_train_end(self, args, state, control, **kw):
             if self.bar is not None:
@@ -219,6 +221,8 @@ def _quiet_libraries() -> None:
         return fingerprint.generate_random_fingerprint()
 
     fingerprint.update_fingerprint = datasets.arrow_dataset.update_fingerprint = random_fingerprint
+    # A new Dataset hashes its whole Arrow table (dill pickles a local function: same bytecode flood).
+    fingerprint.generate_fingerprint = datasets.arrow_dataset.generate_fingerprint = random_fingerprint
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -276,7 +280,7 @@ def train_worker(config: dict) -> None:
     if resume:
         metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])
         if rank == 0:
-            print(f"[{job.stage_name}] resuming from checkpoint {resume}", flush=True)
+            say(f"[{job.stage_name}] resuming from checkpoint {resume}")
     if eval_ds is not None and c.eval_before_training and not resume:
         trainer.add_callback(_eval_before_callback(trainer, metrics))
     t0 = time.time()
