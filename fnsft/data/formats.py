@@ -224,6 +224,7 @@ def to_prompt_completion(
     *,
     index: int | None = None,
     source: str | None = None,
+    as_chat: bool = False,
 ) -> dict:
     """One row in the shape TRL's SFTTrainer takes.
 
@@ -231,7 +232,8 @@ def to_prompt_completion(
     (completion-only loss); plain-string ``prompt_completion`` stays ``{"prompt": str,
     "completion": str}``; ``text`` stays ``{"text": str}``. ``system_prompt`` (YAML
     ``system_prompt``) is prepended to conversations that have no system turn; plain strings are
-    left alone. ``index``/``source`` only label errors.
+    left alone unless ``as_chat`` (YAML ``apply_chat_template``) makes them a user turn and an
+    assistant answer. ``index``/``source`` only label errors.
     """
     where = _where(source, index)
     if fmt not in SFT_FORMATS:
@@ -276,7 +278,10 @@ def to_prompt_completion(
             raise ConfigError(f"{where}: prompt is empty; every row needs a prompt")
         if not completion.strip():
             raise ConfigError(f"{where}: completion is empty; every row needs a non-empty completion")
-        return {"prompt": prompt, "completion": completion}
+        if not as_chat:
+            return {"prompt": prompt, "completion": completion}
+        return {"prompt": _with_system([{"role": "user", "content": prompt}], system_prompt),
+                "completion": [{"role": "assistant", "content": completion}]}
     conversation = _as_messages(prompt, "user", "prompt", where) + _as_messages(
         completion, "assistant", "completion", where
     )

@@ -39,6 +39,10 @@ class SFTConfig(TrainStageConfig):
         default_factory=dict, metadata={"help": "Rename columns first, e.g. {question: instruction}."})
     system_prompt: Optional[str] = field(
         default=None, metadata={"help": "System turn added to conversations that have none."})
+    apply_chat_template: bool = field(
+        default=False, metadata={"help": "Make plain-string prompt/completion rows a user turn and an assistant "
+                                         "answer, formatted by the chat template (as the RL stage formats string "
+                                         "prompts); false: trained as raw text, like TRL."})
     max_length: int = field(default=1024, metadata={"help": "Truncate tokenized examples to this length."})
     packing: bool = field(default=False, metadata={"help": "Pack several examples per sequence."})
     completion_only_loss: bool = field(
@@ -115,7 +119,8 @@ class SFTStage(TrainStage):
         fmt = c.dataset_format
         if fmt == "auto":
             fmt = detect_sft_format(rows[:20], path, c.column_mapping or None)
-        out = [to_prompt_completion(r, fmt, c.column_mapping or None, c.system_prompt, index=i, source=path)
+        out = [to_prompt_completion(r, fmt, c.column_mapping or None, c.system_prompt, index=i, source=path,
+                                    as_chat=c.apply_chat_template)
                for i, r in enumerate(rows)]
         return out, fmt
 

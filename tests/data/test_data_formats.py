@@ -85,6 +85,15 @@ def test_prompt_completion_strings_stay_strings():
     assert to_prompt_completion(row, "prompt_completion", system_prompt="unused") == row
 
 
+def test_prompt_completion_strings_as_chat():
+    # apply_chat_template: true -> a user turn and an assistant answer (what the RL stage generates from).
+    row = {"prompt": "What is 6 × 7?", "answer": "42"}
+    out = to_prompt_completion(row, "prompt_completion", {"answer": "completion"}, as_chat=True)
+    assert out == {"prompt": [user("What is 6 × 7?")], "completion": [assistant("42")]}
+    sys_out = to_prompt_completion(row, "prompt_completion", {"answer": "completion"}, "Be brief.", as_chat=True)
+    assert sys_out["prompt"] == [{"role": "system", "content": "Be brief."}, user("What is 6 × 7?")]
+
+
 def test_prompt_completion_messages():
     row = {"prompt": [user("6 × 7?")], "completion": [assistant("42.")]}
     assert detect_sft_format([row], "pc.jsonl") == "prompt_completion"
