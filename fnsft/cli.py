@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Optional
 
-from fnsft.errors import ConfigError, FnsftError
+from fnsft.errors import FnsftError
 
 
 def _pipeline_parser() -> argparse.ArgumentParser:

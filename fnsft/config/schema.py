@@ -64,6 +64,11 @@ class DeepSpeedConfig:
         default=None,
         metadata={"help": "Your own DeepSpeed JSON; its keys override the generated config."},
     )
+    on_single_worker: bool = field(
+        default=False,
+        metadata={"help": "Use DeepSpeed even on one worker without offload (ZeRO partitions across workers; "
+                          "alone it only adds copies: +25-30% step time measured on CPU). Off: plain torch there."},
+    )
 
 
 @dataclass

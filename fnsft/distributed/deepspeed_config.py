@@ -31,9 +31,37 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def build_deepspeed_config(ds, use_gpu: bool) -> Optional[dict[str, Any]]:
-    """A DeepSpeed dict with "auto" values that the HF integration fills from TrainingArguments."""
+def deepspeed_in_use(ds, num_workers: int) -> bool:
+    """Whether a stage trains under DeepSpeed.
+
+    ZeRO partitions optimizer state, gradients and parameters *across* workers. On one worker
+    with nothing offloaded it partitions nothing and only adds copies (flat buffers, gradient
+    buckets), so there the stage trains in plain torch unless ``on_single_worker``, an offload
+    option or your own ``config_file`` asks for DeepSpeed.
+    """
     if not ds.enabled:
+        return False
+    return (num_workers > 1 or ds.on_single_worker or ds.offload_optimizer or ds.offload_param
+            or bool(ds.config_file))
+
+
+def describe_deepspeed(ds, num_workers: int) -> str:
+    """One line for the plan and logs."""
+    if not ds.enabled:
+        return "off" + (" (DDP)" if num_workers > 1 else "")
+    if not deepspeed_in_use(ds, num_workers):
+        return (f"off: 1 worker, ZeRO-{ds.zero_stage} would partition nothing (plain torch; "
+                "deepspeed.on_single_worker: true to use it anyway)")
+    return (f"ZeRO-{ds.zero_stage}" + (" + optimizer offload" if ds.offload_optimizer else "")
+            + (" + param offload" if ds.offload_param else "") + (f" + {ds.config_file}" if ds.config_file else ""))
+
+
+def build_deepspeed_config(ds, use_gpu: bool, num_workers: int) -> Optional[dict[str, Any]]:
+    """A DeepSpeed dict with "auto" values that the HF integration fills from TrainingArguments.
+
+    ``None`` when the stage does not use DeepSpeed (see :func:`deepspeed_in_use`).
+    """
+    if not deepspeed_in_use(ds, num_workers):
         return None
     zero: dict[str, Any] = {"stage": ds.zero_stage}
     if ds.zero_stage >= 2:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from fnsft.config.loading import apply_overrides, read_yaml
 from fnsft.config.parse import did_you_mean, parse_dataclass
 from fnsft.config.schema import DeepSpeedConfig, PipelineConfig, ResourcesConfig
+from fnsft.distributed.deepspeed_config import describe_deepspeed
 from fnsft.errors import ConfigError
 from fnsft.models.spec import check_model_spec
 from fnsft.pipeline import registry
@@ -149,8 +150,5 @@ def describe_plan(plan: Plan) -> str:
             gpu = {None: "auto", True: "yes", False: "no"}[res.use_gpu]
             lines.append(f"         resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU, "
                          f"GPU: {gpu}, max_failures: {res.max_failures}")
-            lines.append("         deepspeed: " + (
-                f"ZeRO-{ds.zero_stage}" + (" + optimizer offload" if ds.offload_optimizer else "")
-                + (" + param offload" if ds.offload_param else "")
-                + (f" + {ds.config_file}" if ds.config_file else "") if ds.enabled else "off (DDP)"))
+            lines.append("         deepspeed: " + describe_deepspeed(ds, res.num_workers))
     return "\n".join(lines)

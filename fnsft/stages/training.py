@@ -74,7 +74,7 @@ class TrainStage(BaseStage):
         return f"stage_configs.{self.stage_name}"
 
     def validate_config(self) -> None:
-        from fnsft.distributed.deepspeed_config import check_deepspeed
+        from fnsft.distributed.deepspeed_config import check_deepspeed, deepspeed_in_use
         from fnsft.models.loading import check_peft_options
 
         c = self.config
@@ -87,9 +87,9 @@ class TrainStage(BaseStage):
             raise ConfigError(f"{self.key}.eval_split: must be in [0, 1) (got {c.eval_split})")
         if c.eval_dataset_path and not os.path.exists(c.eval_dataset_path):
             raise ConfigError(f"{self.key}.eval_dataset_path: {c.eval_dataset_path} not found")
-        _, ds = self.resources()
+        res, ds = self.resources()
         check_deepspeed(ds, self.key)
-        check_peft_options(c, ds.zero_stage, ds.enabled, self.key)
+        check_peft_options(c, ds.zero_stage, deepspeed_in_use(ds, res.num_workers), self.key)
 
     def resources(self):
         from fnsft.config.schema import PipelineConfig
@@ -119,7 +119,7 @@ class TrainStage(BaseStage):
     def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
         import ray
 
-        from fnsft.distributed.deepspeed_config import build_deepspeed_config
+        from fnsft.distributed.deepspeed_config import build_deepspeed_config, describe_deepspeed
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.hf_worker import train_worker
         from fnsft.distributed.ray_runtime import cluster_has_gpus
@@ -130,12 +130,12 @@ class TrainStage(BaseStage):
         data, info = self.prepare_data(tokenizer)
         sizes = ", ".join(f"{k}: {len(v)} rows" for k, v in data.items())
         log.info("[%s] data: %s; %d worker(s), %s, DeepSpeed %s", self.stage_name, sizes, res.num_workers,
-                 "GPU" if use_gpu else "CPU", f"ZeRO-{ds.zero_stage}" if ds.enabled else "off")
+                 "GPU" if use_gpu else "CPU", describe_deepspeed(ds, res.num_workers))
         pipeline_dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
         job = TrainJob(
             stage_name=self.stage_name, stage_config=self.config, model=model,
             data={k: ray.put(v) for k, v in data.items()}, builder=self.builder,
-            deepspeed=build_deepspeed_config(ds, use_gpu), use_gpu=use_gpu,
+            deepspeed=build_deepspeed_config(ds, use_gpu, res.num_workers), use_gpu=use_gpu,
             torch_dtype=pipeline_dtype, store=get_handoff_store(),
             extra={"tty": sys.stdout.isatty()},
         )

@@ -43,7 +43,8 @@ def test_valid_config_builds_a_plan(tmp_path):
     ({"generation": {"engine": "tgi"}}, "stage_configs.rl.generation.engine", "not accepted"),
     ({"prompts_per_iteration": 1, "num_generations": 2, "num_mini_batches": 4},
      "stage_configs.rl.num_mini_batches", "cannot fill"),
-    ({"deepspeed": {"zero_stage": 3}}, "stage_configs.rl.deepspeed.zero_stage", "ZeRO 0-2"),
+    ({"deepspeed": {"zero_stage": 3}, "resources": {"num_workers": 2}}, "stage_configs.rl.deepspeed.zero_stage",
+     "ZeRO 0-2"),
     ({"num_iteratons": 3}, "stage_configs.rl.num_iteratons", "did you mean 'num_iterations'"),
 ])
 def test_bad_config_names_the_key(tmp_path, rl, key, match):
