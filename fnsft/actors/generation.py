@@ -85,7 +85,11 @@ class GenerationActor:
         """
         from fnsft.actors.modeling import encode_prompts
 
-        prompt_ids = encode_prompts(self.tokenizer, prompts, self.apply_chat_template)
+        # A group's copies of one prompt sit side by side: encode (chat template) each run once.
+        starts = [i for i in range(len(prompts)) if i == 0 or prompts[i] != prompts[i - 1]]
+        unique = encode_prompts(self.tokenizer, [prompts[i] for i in starts], self.apply_chat_template)
+        ends = starts[1:] + [len(prompts)]
+        prompt_ids = [ids for ids, a, b in zip(unique, starts, ends) for _ in range(b - a)]
         if self.engine == "vllm":
             completions = self._generate_vllm(prompt_ids, sampling, seed)
         else:
@@ -99,12 +103,25 @@ class GenerationActor:
         return {"prompt_ids": prompt_ids, "completion_ids": completions, "texts": texts, "truncated": truncated}
 
     def _generate_hf(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
+        """HF ``generate`` on one micro-batch; each distinct prompt is prefilled once.
+
+        A GRPO batch holds every prompt ``num_generations`` times in a row. The prompt's KV
+        cache does not depend on what is sampled after it, so consecutive copies share one
+        prefill: the unique prompts (minus their last token) run through the model once, the
+        cache is expanded to every copy, and ``generate`` continues from it. Causal attention
+        makes this exactly the prefill ``generate`` would have done per row (vLLM's prefix
+        caching does the same on GPU).
+        """
         import torch
 
         from fnsft.actors.modeling import cut_at_eos, pad_sequences
 
         pad_id = self.tokenizer.pad_token_id
-        ids, mask = pad_sequences(prompt_ids, pad_id, "left")
+        starts = [i for i in range(len(prompt_ids)) if i == 0 or prompt_ids[i] != prompt_ids[i - 1]]
+        counts = [b - a for a, b in zip(starts, starts[1:] + [len(prompt_ids)])]
+        ids, mask = pad_sequences([prompt_ids[i] for i in starts], pad_id, "left")
+        ids = torch.as_tensor(ids, device=self.device)
+        mask = torch.as_tensor(mask, device=self.device)
         temperature = float(sampling.get("temperature", 1.0))
         kwargs: dict[str, Any] = dict(
             max_new_tokens=int(sampling.get("max_new_tokens", 32)), do_sample=temperature > 0,
@@ -112,13 +129,25 @@ class GenerationActor:
         if temperature > 0:
             kwargs.update(temperature=temperature, top_p=float(sampling.get("top_p", 1.0)),
                           top_k=int(sampling.get("top_k", 0)))  # 0 disables top-k (not the model's default 50)
-        if seed is not None:
-            torch.manual_seed(seed)
         with torch.no_grad():
-            out = self.model.generate(input_ids=torch.as_tensor(ids, device=self.device),
-                                      attention_mask=torch.as_tensor(mask, device=self.device), **kwargs)
+            if len(starts) < len(prompt_ids) and ids.shape[1] > 1:
+                index = torch.repeat_interleave(torch.arange(len(starts), device=self.device),
+                                                torch.as_tensor(counts, device=self.device))
+                kwargs["past_key_values"] = self._prefill(ids[:, :-1], mask[:, :-1], index)
+                ids, mask = ids[index], mask[index]
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         new = out[:, ids.shape[1]:].tolist()
         return [cut_at_eos(row, self.eos_ids, pad_id) for row in new]
+
+    def _prefill(self, ids, mask, index):
+        """KV cache of left-padded ``ids`` (positions as ``generate`` counts them), rows repeated by ``index``."""
+        position_ids = mask.long().cumsum(-1) - 1
+        position_ids.masked_fill_(mask == 0, 1)
+        cache = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=True).past_key_values
+        cache.reorder_cache(index)
+        return cache
 
     # Weights ----------------------------------------------------------------------------
     def load_weights(self, packed: dict, version: int = 0, checksum: bool = False) -> dict:

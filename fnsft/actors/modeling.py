@@ -109,10 +109,13 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
     # Left padding: positions count real tokens only, as during generation.
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
-                output_hidden_states=value_head is not None or need_hidden, use_cache=False)
     P, C = p_ids.shape[1], c_ids.shape[1]
-    logits = out.logits[:, P - 1 : P + C - 1].float()
+    kwargs = {"logits_to_keep": C + 1} if accepts_logits_to_keep(model) else {}
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
+                output_hidden_states=value_head is not None or need_hidden, use_cache=False, **kwargs)
+    # With logits_to_keep the LM head runs on the last C + 1 positions only (P - 1 ... P + C - 1):
+    # the prompt's logits are never needed, and on a 49k vocabulary they cost a fifth of the pass.
+    logits = (out.logits[:, :C] if kwargs else out.logits[:, P - 1 : P + C - 1]).float()
     if temperature and temperature != 1.0:
         logits = logits / temperature
     token_logits = logits.gather(-1, c_ids.unsqueeze(-1)).squeeze(-1)
@@ -129,6 +132,25 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
             hidden = hidden.detach()
         result["values"] = value_head(hidden).squeeze(-1).float()
     return result
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` (HF causal LMs do; PEFT passes it through)."""
+    import inspect
+
+    cached = getattr(model, "_fnsft_logits_to_keep", None)
+    if cached is not None:
+        return cached
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        ok = "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        ok = False
+    try:
+        model._fnsft_logits_to_keep = ok
+    except Exception:  # a module that refuses attributes: ask again next time
+        pass
+    return ok
 
 
 def to_torch(arrays: dict[str, np.ndarray], device=None) -> dict:

@@ -24,15 +24,9 @@ import random
 import time
 from typing import Any, Optional
 
+from fnsft.distributed.console import say
+
 log = logging.getLogger("fnsft.worker")
-
-
-def _say(line: str) -> None:
-    """One line on the driver's console (Ray Train's patched print would log it twice)."""
-    import sys
-
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def _quiet_train_reports() -> None:
@@ -210,6 +204,7 @@ class RLTrainer:
             whiten_advantages=c.whiten_advantages, loss_agg=c.loss_agg)
         self.num_iterations = c.max_steps if c.max_steps > 0 else c.num_iterations
         self.history: list[dict] = []
+        self.evals: list[dict] = []  # held-out evaluations (iteration 0 = before training)
         self.timings: dict[str, float] = {}
         self.kl_ctl = self._kl_controller()
         self.rng = random.Random(c.seed)
@@ -286,9 +281,13 @@ class RLTrainer:
 
         c = self.c
         rows = ray.get(self.job.data["prompts"]) if self.rank == 0 else None
+        eval_ref = self.job.data.get("eval_prompts")
+        eval_rows = (ray.get(eval_ref) if eval_ref is not None else []) if self.rank == 0 else []
         if self.rank == 0:  # the driver started the actors without waiting for them
             self.timings["roles_wait_s"] = self.roles.wait_ready()
         self.t_start = time.time()
+        if eval_rows and c.eval_before_training:
+            self.evaluate(eval_rows, 0)
         for it in range(self.num_iterations):
             t_iter = time.perf_counter()
             payload = None
@@ -312,10 +311,42 @@ class RLTrainer:
                 metrics = self.iteration_metrics(it, rollout, stats, timings)
                 self.history.append(metrics)
                 self.print_progress(metrics)
+                last = it + 1 == self.num_iterations
+                if eval_rows and (last or (c.eval_steps and (it + 1) % c.eval_steps == 0)):
+                    metrics.update(self.evaluate(eval_rows, it + 1))
             else:
                 metrics = {"iteration": it + 1}
             if c.logging_steps and ((it + 1) % c.logging_steps == 0 or it + 1 == self.num_iterations):
                 ray.train.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+
+    # Held-out evaluation ----------------------------------------------------------------
+    def evaluate(self, eval_rows: list[dict], iteration: int) -> dict[str, float]:
+        """Rank 0: greedy completions of the held-out prompts, scored by the reward actor.
+
+        The same reward terms as training, one completion per prompt at temperature 0, so the
+        number moves only when the policy does (the training reward also moves with sampling
+        noise and with which prompts an iteration drew).
+        """
+        import numpy as np
+
+        from fnsft.actors.rollout import collect_rollout
+
+        c = self.c
+        sampling = {**c.sampling(), "temperature": 0.0, "max_new_tokens": c.eval_max_new_tokens or c.max_new_tokens}
+        t0 = time.perf_counter()
+        r = collect_rollout(self.roles, eval_rows, num_generations=1, sampling=sampling,
+                            pad_id=self.tokenizer.pad_token_id, use_reference_actor=False)
+        out = {"eval/reward": float(np.mean(r.arrays["scores"])),
+               "eval/response_length": float(np.mean(r.arrays["completion_mask"].sum(axis=1)))}
+        out.update({f"eval/{label}": float(np.mean(v)) for label, v in r.components.items()})
+        seconds = time.perf_counter() - t0
+        self.evals.append({"iteration": iteration, **out, "eval_s": seconds,
+                           "samples": [{"prompt": str(p)[:200], "completion": t[:200]}
+                                       for p, t in zip(r.prompts[:3], r.completions[:3])]})
+        terms = " ".join(f"{k[5:]}={v:.3f}" for k, v in out.items() if k not in ("eval/reward", "eval/response_length"))
+        say(f"[{self.job.stage_name}] eval @ iter {iteration}: reward={out['eval/reward']:.3f} {terms} "
+             f"len={out['eval/response_length']:.1f} ({len(eval_rows)} held-out prompts, greedy, {seconds:.1f}s)")
+        return out
 
     # One update -------------------------------------------------------------------------
     def _to_device(self, arrays: dict) -> dict:
@@ -323,7 +354,23 @@ class RLTrainer:
 
         return to_torch(arrays, self.device)
 
-    def _old_pass(self, full: dict) -> dict:
+    def _needs_old_pass(self) -> bool:
+        """Whether log-probs before the update must come from a separate forward pass.
+
+        One on-policy gradient step on the whole batch (grpo/rloo/a2c-style: no critic, one
+        epoch, one minibatch) starts from exactly the sampling policy, so the training forward's
+        own log-probs (detached) are the old ones, as in TRL's GRPO; the extra pass is skipped
+        unless the KL to the reference goes into the reward, which advantages need first.
+        """
+        c, spec = self.c, self.spec
+        if spec.uses_critic or spec.policy_update == "natural":
+            return True
+        epochs = c.ppo_epochs if spec.multiple_epochs else 1
+        n_mb = c.num_mini_batches if spec.multiple_epochs else 1
+        kl_in_reward = self.settings.kl_in_reward and self.ref_mode is not None and self.kl_ctl.value > 0
+        return epochs * n_mb > 1 or kl_in_reward
+
+    def _old_pass(self, full: dict, need_old: bool = True) -> dict:
         """Log-probs (and values, reference log-probs) before the update, on this rank's shard, gathered."""
         import torch
 
@@ -333,11 +380,12 @@ class RLTrainer:
         shard = {k: full[k][self.rank::self.world] for k in keys}
         out = {}
         with torch.no_grad():
-            if len(shard["completion_ids"]):
+            if len(shard["completion_ids"]) and need_old:
                 res = self.module(shard, self.c.temperature, with_value=self.spec.uses_critic)
                 out["old_logprobs"] = res["logprobs"]
                 if self.spec.uses_critic:
                     out["old_values"] = res["values"]
+            if len(shard["completion_ids"]):
                 if self.ref_mode == "adapters":
                     with self.policy.disable_adapter():
                         out["ref_logprobs"] = completion_forward(self.policy, shard, self.c.temperature)["logprobs"]
@@ -349,31 +397,32 @@ class RLTrainer:
         full = self._to_device(arrays)
         mask = full["completion_mask"].float()
         t_ref = time.perf_counter()
-        full.update(self._old_pass(full))
+        full.update(self._old_pass(full, need_old=self._needs_old_pass()))
         old_pass_s = time.perf_counter() - t_ref
         ref = full.get("ref_logprobs")
         kl_coef = self.kl_ctl.value
-        adv = compute_advantages(self.spec, self.settings, full["scores"].float(), mask, full["old_logprobs"],
+        adv = compute_advantages(self.spec, self.settings, full["scores"].float(), mask, full.get("old_logprobs"),
                                  ref, full.get("old_values"), kl_coef)
         full.update(adv)
         stats: dict[str, float] = {"old_pass_s": old_pass_s, "kl_coef": kl_coef}
-        if ref is not None:
-            seq_kl = sequence_kl(full["old_logprobs"], ref, mask, "k1")
-            stats["kl"] = float(seq_kl.mean())
-            self.kl_ctl.update(stats["kl"], n_steps=len(seq_kl))
+        if ref is not None and "old_logprobs" in full:
+            stats["kl"] = float(sequence_kl(full["old_logprobs"], ref, mask, "k1").mean())
         stats["advantage_std"] = float(full["advantages"].std()) if full["advantages"].numel() > 1 else 0.0
         if self.spec.policy_update == "natural":
             stats.update(self._trpo_update(full))
         else:
-            stats.update(self._gradient_update(full, it))
+            stats.update(self._gradient_update(full, it))  # sets "kl" when the old pass was skipped
+        if "kl" in stats:
+            self.kl_ctl.update(stats["kl"], n_steps=len(mask))
         return stats
 
     def _gradient_update(self, full: dict, it: int) -> dict[str, float]:
         import torch
 
-        from fnsft.rl.loop import policy_objective
+        from fnsft.rl.loop import policy_objective, sequence_kl
 
         c, spec = self.c, self.spec
+        kl_rows: list = []
         n = len(full["completion_ids"])
         epochs = c.ppo_epochs if spec.multiple_epochs else 1
         n_mb = c.num_mini_batches if spec.multiple_epochs else 1
@@ -387,11 +436,18 @@ class RLTrainer:
                 idx = chunk[self.rank::self.world].to(self.device)
                 mb = {k: full[k][idx] for k in keys}
                 out = self.strategy(mb, c.temperature, need_logits=True, with_value=spec.uses_critic)
+                if "old_logprobs" not in mb:  # one on-policy step: these weights sampled the batch
+                    mb["old_logprobs"] = out["logprobs"].detach()
+                    if "ref_logprobs" in mb:
+                        kl_rows.append(sequence_kl(mb["old_logprobs"], mb["ref_logprobs"],
+                                                   mb["completion_mask"].float(), "k1"))
                 logits = out["logits"] if c.entropy_coef else out["logits"].detach()
                 loss, st = policy_objective(spec, self.settings, out["logprobs"], mb, self.kl_ctl.value,
                                             values=out.get("values"), logits=logits)
                 norms.append(self.strategy.backward_step(loss))
                 stats.append({k: float(v) for k, v in st.items()})
+        if kl_rows:
+            stats.append({"kl": float(torch.cat(kl_rows).mean())})
         result = _mean_stats(stats, self.device)
         finite = [x for x in norms if math.isfinite(x)]
         if finite:
@@ -493,7 +549,7 @@ class RLTrainer:
         t = " ".join(f"{k[5:-2]} {v:.2f}s" for k, v in m.items()
                      if k.startswith("time/") and k not in ("time/iteration_s",))
         parts.append(f"| {t} | {m['time/iteration_s']:.2f}s/iter")
-        _say(" ".join(parts))
+        say(" ".join(parts))
 
     def summary_metrics(self) -> dict[str, Any]:
         h = self.history
@@ -510,12 +566,19 @@ class RLTrainer:
                     out[f"{key}_mean"] = sum(vals) / len(vals)
             last = h[-1]
             out.update({f"final_{key}": v for key, v in last.items()
-                        if isinstance(v, (int, float)) and not key.startswith("time/") and key != "iteration"})
+                        if isinstance(v, (int, float)) and not key.startswith(("time/", "eval/")) and key != "iteration"})
             if any("trpo_kl" in x for x in h):
                 out["trpo_kl_max"] = max(x.get("trpo_kl", 0.0) for x in h)
                 out["policy_kl_after_update_max"] = max(x.get("policy_kl_after_update", 0.0) for x in h)
             if any("weight_sync_mismatches" in x for x in h):
                 out["weight_sync_mismatches"] = sum(x.get("weight_sync_mismatches", 0) for x in h)
+        if self.evals:
+            first, last = self.evals[0], self.evals[-1]
+            for key in (k for k in last if k.startswith("eval/")):
+                name = key[5:]
+                out[f"eval_{name}_end"] = last[key]
+                if first is not last and key in first:
+                    out[f"eval_{name}_start"] = first[key]
         out["loop_seconds"] = time.time() - self.t_start
         out.update({f"worker_{k}": v for k, v in self.timings.items()})
         return out
@@ -532,8 +595,14 @@ class RLTrainer:
         with open(hist_path, "w") as f:
             json.dump(self.history, f, indent=1)
         artifacts["rl_history"] = hist_path
+        if self.evals:
+            eval_path = os.path.join(c.output_dir, "rl_eval.json")
+            with open(eval_path, "w") as f:
+                json.dump(self.evals, f, indent=1)
+            artifacts["rl_eval"] = eval_path
         series = {key: [(x["iteration"], x[key]) for x in self.history if key in x]
                   for key in ("reward_mean", "kl", "entropy", "response_length")}
+        series["eval_reward"] = [(x["iteration"], x["eval/reward"]) for x in self.evals]
         png = plot_series({k: v for k, v in series.items() if v}, os.path.join(c.output_dir, "reward_curve.png"),
                           f"{self.job.stage_name} ({self.spec.name})")
         if png:

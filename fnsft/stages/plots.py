@@ -10,7 +10,7 @@ _PANELS = [
     ("rewards", ["rewards/chosen", "rewards/rejected"]),
     ("log-ratio (KL-style)", ["logratios/chosen", "logratios/rejected"]),
     ("log-probs", ["logps/chosen", "logps/rejected"]),
-    ("reward", ["reward_mean", "reward"]),
+    ("reward", ["reward_mean", "reward", "eval_reward"]),
     ("kl", ["kl"]),
 ]
 

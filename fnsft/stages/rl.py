@@ -105,7 +105,11 @@ class RLConfig(TrainStageConfig):
     # TrainStageConfig defaults that suit RL better
     learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "HF scheduler name."})
-    eval_split: float = field(default=0.0, metadata={"help": "Unused by RL (no held-out loss)."})
+    eval_split: float = field(
+        default=0.0, metadata={"help": "Share of the prompts held out; their greedy reward is measured before, "
+                                       "during (eval_steps) and after training (0: none)."})
+    eval_max_new_tokens: Optional[int] = field(
+        default=None, metadata={"help": "Completion length for the held-out evaluation (default max_new_tokens)."})
     logging_steps: int = field(
         default=10, metadata={"help": "Report metrics to Ray Train every N iterations (each report waits for "
                                       "Train's controller, ~1-2 s; the progress line prints every iteration)."})
@@ -135,6 +139,7 @@ class RLStage(TrainStage):
 
     # Validation (no Ray) ------------------------------------------------------------------
     def validate_config(self) -> None:
+        from fnsft.distributed.deepspeed_config import deepspeed_in_use
         from fnsft.rl import get_algorithm
         from fnsft.rl.rewards import parse_reward_specs
 
@@ -173,12 +178,16 @@ class RLStage(TrainStage):
             raise ConfigError(
                 f"{key}.num_mini_batches: {rows} completions per iteration cannot fill {c.num_mini_batches} "
                 f"minibatches x {res.num_workers} workers; raise prompts_per_iteration or lower num_mini_batches")
-        if ds.enabled and ds.zero_stage == 3 and spec.policy_update != "natural":
+        if deepspeed_in_use(ds, res.num_workers) and ds.zero_stage == 3 and spec.policy_update != "natural":
             raise ConfigError(f"{key}.deepspeed.zero_stage: the RL stage supports ZeRO 0-2 "
                               "(ZeRO-3 would need parameter gathering for every weight push); use zero_stage 2")
         if c.load_in_4bit or c.load_in_8bit:
             raise ConfigError(f"{key}.load_in_4bit/load_in_8bit: quantized policies are not supported by the RL stage yet")
         self._check_prompts(c.dataset_name_or_path, f"{key}.dataset_name_or_path")
+        if c.eval_dataset_path:
+            self._check_prompts(c.eval_dataset_path, f"{key}.eval_dataset_path")
+        if c.eval_max_new_tokens is not None and c.eval_max_new_tokens < 1:
+            raise ConfigError(f"{key}.eval_max_new_tokens: must be >= 1 (got {c.eval_max_new_tokens})")
 
     def _check_prompts(self, path: str, key: str) -> None:
         from fnsft.data.files import is_local_path, read_first_rows
@@ -211,23 +220,39 @@ class RLStage(TrainStage):
             "roles": f"generation x{c.generation.num_replicas} ({c.generation.engine}), reward, "
                      f"reference {c.reference.mode}",
             "weights": f"LoRA r={c.lora_r}" if c.use_peft else "full fine-tune",
+            "eval": self._describe_eval(),
         }
 
+    def _describe_eval(self) -> str:
+        c = self.config
+        if c.eval_dataset_path:
+            source = c.eval_dataset_path
+        elif c.eval_split > 0:
+            source = f"{c.eval_split:g} of the prompts held out"
+        else:
+            return "none (set eval_dataset_path or eval_split for a held-out greedy reward)"
+        when = "before and after training" if not c.eval_steps else f"before, every {c.eval_steps} iterations, after"
+        return f"{source}: greedy reward {when}"
+
     # Running ----------------------------------------------------------------------------
-    def load_prompts(self) -> list[dict]:
+    def load_prompts(self, path: Optional[str] = None, key: str = "dataset_name_or_path") -> list[dict]:
         from fnsft.data.files import load_rows
         from fnsft.data.prompts import detect_prompt_column, to_prompt_row
 
         c = self.config
-        rows = load_rows(c.dataset_name_or_path).to_list()
-        column = detect_prompt_column(rows[:20], c.dataset_name_or_path, c.column_mapping or None)
-        out = [to_prompt_row(r, column, c.column_mapping or None, index=i, source=c.dataset_name_or_path)
-               for i, r in enumerate(rows)]
-        if c.max_train_samples:
-            out = out[: c.max_train_samples]
+        path = path or c.dataset_name_or_path
+        rows = load_rows(path).to_list()
+        column = detect_prompt_column(rows[:20], path, c.column_mapping or None)
+        out = [to_prompt_row(r, column, c.column_mapping or None, index=i, source=path) for i, r in enumerate(rows)]
         if not out:
-            raise ConfigError(f"{self.key}.dataset_name_or_path: no prompts in {c.dataset_name_or_path}")
+            raise ConfigError(f"{self.key}.{key}: no prompts in {path}")
         return out
+
+    def prompt_splits(self) -> dict[str, list[dict]]:
+        """Training prompts and, with ``eval_dataset_path`` or ``eval_split``, held-out ones."""
+        c = self.config
+        eval_rows = self.load_prompts(c.eval_dataset_path, "eval_dataset_path") if c.eval_dataset_path else None
+        return self.split_eval(self.load_prompts(), eval_rows)
 
     def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
         import sys
@@ -235,7 +260,7 @@ class RLStage(TrainStage):
         import ray
 
         from fnsft.actors.roles import launch_roles
-        from fnsft.distributed.deepspeed_config import build_deepspeed_config
+        from fnsft.distributed.deepspeed_config import build_deepspeed_config, describe_deepspeed
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.ray_runtime import cluster_has_gpus
         from fnsft.distributed.rl_worker import rl_train_worker
@@ -249,13 +274,14 @@ class RLStage(TrainStage):
         specs = getattr(self, "reward_specs", None) or parse_reward_specs(c.rewards, f"{self.key}.rewards")
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
-        rows = self.load_prompts()
+        splits = self.prompt_splits()
+        rows = splits["train"]
         dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
         ref_mode = self._reference_mode()
         log.info("[%s] %s on %d prompts; %d worker(s), %s, %s; reference: %s", self.stage_name, spec.name, len(rows),
                  res.num_workers, "GPU" if use_gpu else "CPU",
-                 f"DeepSpeed ZeRO-{ds.zero_stage}" if ds.enabled and spec.policy_update != "natural"
-                 else "plain torch" + (" (TRPO)" if spec.policy_update == "natural" else ""), ref_mode or "none")
+                 "plain torch (TRPO)" if spec.policy_update == "natural"
+                 else "DeepSpeed " + describe_deepspeed(ds, res.num_workers), ref_mode or "none")
         gen = c.generation
         roles = launch_roles(
             model, name=self.stage_name, dtype=dtype, apply_chat_template=c.apply_chat_template,
@@ -267,9 +293,10 @@ class RLStage(TrainStage):
             reference=RoleResources(c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus)
             if ref_mode == "actor" else None, wait=False)
         try:
-            deepspeed = build_deepspeed_config(ds, use_gpu) if spec.policy_update != "natural" else None
+            deepspeed = build_deepspeed_config(ds, use_gpu, res.num_workers) if spec.policy_update != "natural" else None
             job = TrainJob(
-                stage_name=self.stage_name, stage_config=c, model=model, data={"prompts": ray.put(rows)},
+                stage_name=self.stage_name, stage_config=c, model=model,
+                data={"prompts": ray.put(rows), "eval_prompts": ray.put(splits.get("eval", []))},
                 builder="", deepspeed=deepspeed, use_gpu=use_gpu, torch_dtype=dtype, store=get_handoff_store(),
                 extra={"tty": sys.stdout.isatty(), "roles": roles})
             ray_cfg = getattr(self.pipeline_config, "ray", None)
@@ -283,7 +310,7 @@ class RLStage(TrainStage):
         if path:
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}
-        metrics = {"prompts": len(rows), **out["metrics"]}
+        metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"]}
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
                            model_path=path, timings=timings)
 
