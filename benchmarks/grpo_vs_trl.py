@@ -120,12 +120,24 @@ def run_trl(args, out_dir: str) -> dict:
     trainer = GRPOTrainer(model=path, reward_funcs=[reward_the], args=config,
                           train_dataset=Dataset.from_list(rows), callbacks=[timer])
     setup = time.time() - t0
+    gen_times: list[float] = []  # TRL's generate calls, for a split next to fnsft's
+    generate = trainer.model.generate
+
+    def timed_generate(*a, **kw):
+        t = time.perf_counter()
+        out = generate(*a, **kw)
+        gen_times.append(time.perf_counter() - t)
+        return out
+
+    trainer.model.generate = timed_generate
     trainer.train()
     total = time.time() - t0
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     steady = timer.times[1:] or timer.times
+    gen_steady = gen_times[1:] or gen_times
     return {
         "seconds_per_iteration": round(sum(steady) / len(steady), 4),
+        "generation_seconds_per_iteration": round(sum(gen_steady) / len(gen_steady), 4) if gen_steady else None,
         "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None,
         "iterations": len(timer.times), "total_seconds": round(total, 2), "startup_seconds": round(setup, 2),
     }
