@@ -41,7 +41,8 @@ def plain_training_args(out_dir: str, steps: int, batch: int, lr: float) -> dict
 
 
 def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str) -> dict:
-    """Run one fnsft stage on 1 Ray Train worker with all CPUs (ZeRO-2); its metrics plus
+    """Run one fnsft stage on 1 Ray Train worker with all CPUs (ZeRO-2 configured: plain torch
+    on one worker); its metrics plus
     ``startup_s`` (Train job launch -> first step), ``wall_s`` and ``stage_s``."""
     import shutil
 

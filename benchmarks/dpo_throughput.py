@@ -8,11 +8,12 @@ loss on the same chat-formatted pairs from examples/preferences.jsonl, and are m
 same callback (`fnsft.distributed.hf_worker.throughput_meter`): steady-state optimizer steps/s
 after 2 warm-up steps, times the pairs per step. Each side runs ``--rounds`` times in ABBA order
 (fnsft, trl, trl, fnsft: a shared machine's load drifts) and the best runs are compared. fnsft runs
-1 Ray Train worker holding all CPUs (the fair single-process comparison) under DeepSpeed ZeRO-2,
-with no eval split (so no evaluation runs inside the timed loop) and its worker at the TRL
+1 Ray Train worker holding all CPUs (the fair single-process comparison) with the default
+``deepspeed: {zero_stage: 2}``, which a lone worker runs as plain torch (ZeRO partitions nothing
+there; ``deepspeed.on_single_worker`` would force it), with no eval split (so no evaluation runs inside the timed loop) and its worker at the TRL
 process's CPU priority (``RAY_worker_niceness=0``; Ray's default, 15, loses CPU to anything else
 running on a shared machine). fnsft's fixed start-up cost is the time from launching the stage's
-Train job to the trainer's first step (worker start, model load, DeepSpeed init), plus Ray's
+Train job to the trainer's first step (worker start, model load, trainer set-up), plus Ray's
 own start.
 """
 
@@ -133,7 +134,7 @@ def main() -> None:
     ratio = best["fnsft"]["pairs_per_s"] / best["trl"]["pairs_per_s"]
     results = {
         "settings": {**vars(a), "pairs": a.steps * a.batch, "lora": "r=16 alpha=32 all-linear", "loss": "sigmoid",
-                     "beta": BETA, "learning_rate": LR, "fnsft": "1 Ray Train worker with all CPUs, ZeRO-2",
+                     "beta": BETA, "learning_rate": LR, "fnsft": "1 Ray Train worker with all CPUs (zero_stage 2 configured; one worker: plain torch)",
                      "trl": "DPOTrainer in this process, no DeepSpeed", "warmup_steps_excluded": 2,
                      "order": order, "ray_worker_niceness": os.environ["RAY_worker_niceness"]},
         "model": MODEL,

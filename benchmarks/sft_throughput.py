@@ -4,9 +4,10 @@
 
 Writes benchmarks/results/sft_throughput.json. Both sides are measured by the same callback
 (`fnsft.distributed.hf_worker.throughput_meter`): non-padding train tokens/s after 2 warm-up
-steps. fnsft runs 1 Ray Train worker with all CPUs (the fair single-process comparison) under
-DeepSpeed ZeRO-2; its fixed start-up cost is the time from launching the stage's Train job to
-the trainer's first step (worker start, model load, DeepSpeed init), plus Ray's own start.
+steps. fnsft runs 1 Ray Train worker with all CPUs (the fair single-process comparison) with the
+default ``deepspeed: {zero_stage: 2}``, which a lone worker runs as plain torch (ZeRO partitions
+nothing there); its fixed start-up cost is the time from launching the stage's Train job to
+the trainer's first step (worker start, model load, trainer set-up), plus Ray's own start.
 """
 
 from __future__ import annotations

@@ -39,3 +39,23 @@ def run_cli(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProce
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def registered_checkpoints(storage_dir: str, run_prefix: str) -> list[str]:
+    """Checkpoint directory names Ray Train's controller has registered for runs ``<run_prefix>-*``.
+
+    A worker's ``ray.train.report`` returns before the controller has collected it; a worker
+    killed in between loses that checkpoint. Tests that kill workers wait for this list instead
+    of for directories to appear on storage.
+    """
+    import glob
+    import json
+
+    names: list[str] = []
+    for path in glob.glob(os.path.join(storage_dir, f"{run_prefix}-*", "checkpoint_manager_snapshot.json")):
+        try:
+            with open(path) as f:
+                names += [c["checkpoint_dir_name"] for c in json.load(f)["checkpoint_results"]]
+        except (OSError, ValueError, KeyError):  # being written
+            continue
+    return names

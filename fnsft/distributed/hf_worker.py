@@ -170,7 +170,15 @@ def _report_callback():
 
             path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             metrics = {**self.last_logs, "step": state.global_step}
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(path))
+            # One checkpoint directory per step in Ray's storage (Train V2 otherwise names each
+            # rank's upload by its own timestamp). On a node, local rank 0's folder already holds
+            # every rank's files (HF/DeepSpeed write into one shared folder), so it alone uploads;
+            # other nodes' local rank 0 add their ranks' shards to the same directory.
+            if ray.train.get_context().get_local_rank() == 0:
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(path),
+                                 checkpoint_dir_name=f"checkpoint-{state.global_step:06d}")
+            else:
+                ray.train.report(metrics)
 
     return RayCheckpoints()
 
@@ -250,10 +258,7 @@ def train_worker(config: dict) -> None:
     out_dir = os.path.join(c.output_dir, "trainer")
     scratch = os.path.join(c.output_dir, ".scratch")
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(c.output_dir, f".worker{rank}.pid"), "w") as f:
-        f.write(str(os.getpid()))
-    with open(os.path.join(c.output_dir, f".worker{rank}.node"), "w") as f:  # where it ran
-        f.write(ray.get_runtime_context().get_node_id())
+    mark_worker(c.output_dir, rank)
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
@@ -354,6 +359,16 @@ def _merged_model(job, final_dir: str, dtype):
 
     base = job.model.load(dtype=dtype)
     return PeftModel.from_pretrained(base, final_dir).merge_and_unload()
+
+
+def mark_worker(output_dir: str, rank: int) -> None:
+    """Record this worker's pid and node in the stage folder (tests kill workers by pid)."""
+    import ray
+
+    with open(os.path.join(output_dir, f".worker{rank}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    with open(os.path.join(output_dir, f".worker{rank}.node"), "w") as f:  # where it ran
+        f.write(ray.get_runtime_context().get_node_id())
 
 
 def find_pids(output_dir: str) -> dict[int, int]:

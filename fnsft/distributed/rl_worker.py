@@ -205,6 +205,7 @@ class RLTrainer:
         self.num_iterations = c.max_steps if c.max_steps > 0 else c.num_iterations
         self.history: list[dict] = []
         self.evals: list[dict] = []  # held-out evaluations (iteration 0 = before training)
+        self.start_iteration = 0  # > 0 after a restart from a checkpoint
         self.timings: dict[str, float] = {}
         self.kl_ctl = self._kl_controller()
         self.rng = random.Random(c.seed)
@@ -286,9 +287,12 @@ class RLTrainer:
         if self.rank == 0:  # the driver started the actors without waiting for them
             self.timings["roles_wait_s"] = self.roles.wait_ready()
         self.t_start = time.time()
-        if eval_rows and c.eval_before_training:
+        if self.rank == 0 and self.start_iteration:
+            self.push_weights(self.start_iteration)  # the actors still hold the pre-failure weights
+            say(f"[{self.job.stage_name}] resumed from the checkpoint at iteration {self.start_iteration}")
+        if eval_rows and c.eval_before_training and not self.start_iteration:
             self.evaluate(eval_rows, 0)
-        for it in range(self.num_iterations):
+        for it in range(self.start_iteration, self.num_iterations):
             t_iter = time.perf_counter()
             payload = None
             if self.rank == 0:
@@ -316,8 +320,43 @@ class RLTrainer:
                     metrics.update(self.evaluate(eval_rows, it + 1))
             else:
                 metrics = {"iteration": it + 1}
-            if c.logging_steps and ((it + 1) % c.logging_steps == 0 or it + 1 == self.num_iterations):
-                ray.train.report({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            if c.save_steps and (it + 1) % c.save_steps == 0 and it + 1 < self.num_iterations:
+                self.save_checkpoint(it + 1, numbers)
+            elif c.logging_steps and ((it + 1) % c.logging_steps == 0 or it + 1 == self.num_iterations):
+                ray.train.report(numbers)
+
+    def save_checkpoint(self, iteration: int, metrics: dict) -> None:
+        """Every rank: write the loop's state and report it to Ray Train (a restart resumes here)."""
+        import shutil
+
+        import ray.train
+
+        from fnsft.distributed import rl_checkpoint
+
+        t0 = time.perf_counter()
+        path = os.path.join(self.c.output_dir, ".rl_checkpoints", f"iteration-{iteration}-rank{self.rank}")
+        shutil.rmtree(path, ignore_errors=True)
+        rl_checkpoint.save(self, iteration, path)
+        ckpt = ray.train.Checkpoint.from_directory(path) if os.listdir(path) else None
+        # Every rank's files go into one directory in Ray's storage (DeepSpeed: one shard each).
+        ray.train.report({**metrics, "checkpoint_iteration": iteration}, checkpoint=ckpt,
+                         checkpoint_dir_name=f"iteration-{iteration:06d}")
+        shutil.rmtree(path, ignore_errors=True)  # Ray Train keeps its copy in the run's storage
+        if self.rank == 0:
+            say(f"[{self.job.stage_name}] checkpoint at iteration {iteration} ({time.perf_counter() - t0:.1f}s)")
+
+    def restore(self) -> None:
+        """Every rank: continue from Ray Train's latest checkpoint, if the worker group restarted."""
+        import ray.train
+
+        from fnsft.distributed import rl_checkpoint
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return
+        with ckpt.as_directory() as d:
+            self.start_iteration = rl_checkpoint.load(self, d)
 
     # Held-out evaluation ----------------------------------------------------------------
     def evaluate(self, eval_rows: list[dict], iteration: int) -> dict[str, float]:
@@ -579,6 +618,8 @@ class RLTrainer:
                 out[f"eval_{name}_end"] = last[key]
                 if first is not last and key in first:
                     out[f"eval_{name}_start"] = first[key]
+        if self.start_iteration:
+            out["resumed_from_iteration"] = self.start_iteration
         out["loop_seconds"] = time.time() - self.t_start
         out.update({f"worker_{k}": v for k, v in self.timings.items()})
         return out
@@ -631,8 +672,12 @@ def rl_train_worker(config: dict) -> None:
     else:
         device = torch.device("cpu")
     os.makedirs(job.stage_config.output_dir, exist_ok=True)
+    from fnsft.distributed.hf_worker import mark_worker
+
+    mark_worker(job.stage_config.output_dir, rank)
     trainer = RLTrainer(job, rank, world, device)
     trainer.setup()
+    trainer.restore()
     trainer.timings["setup_s"] = time.time() - t0
     trainer.train()
     if rank == 0:

@@ -113,7 +113,9 @@ class RLConfig(TrainStageConfig):
     logging_steps: int = field(
         default=10, metadata={"help": "Report metrics to Ray Train every N iterations (each report waits for "
                                       "Train's controller, ~1-2 s; the progress line prints every iteration)."})
-    save_steps: int = field(default=0, metadata={"help": "Unused by RL for now (no mid-stage checkpoints)."})
+    save_steps: int = field(
+        default=0, metadata={"help": "Checkpoint every N iterations (policy, critic, optimizer, loop state); a "
+                                     "worker group restarted after a failure resumes there (0: never)."})
 
     @property
     def kl_in_reward_resolved(self) -> bool:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from fnsft.pipeline import Pipeline
-from fnsft.testing import TINY, tiny_sft_config
+from fnsft.testing import TINY, registered_checkpoints, tiny_sft_config
 
 
 def _state(path):
@@ -99,8 +99,9 @@ def test_killed_worker_resumes_from_checkpoint(tmp_path, ray_session):
     def killer():
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
-            # Two checkpoints on storage: the first one is surely registered with Ray Train.
-            if len(glob.glob(str(out / "ray_train" / "sft-*" / "checkpoint_*"))) >= 2:
+            # A checkpoint Ray Train's controller has registered (a report it has not collected
+            # yet dies with the worker).
+            if registered_checkpoints(str(out / "ray_train"), "sft"):
                 pid = find_pids(str(stage_dir)).get(1)
                 if pid:
                     os.kill(pid, signal.SIGKILL)
