@@ -59,3 +59,39 @@ def registered_checkpoints(storage_dir: str, run_prefix: str) -> list[str]:
         except (OSError, ValueError, KeyError):  # being written
             continue
     return names
+
+
+class KillAfterCheckpoint:
+    """``with KillAfterCheckpoint(out, "01_sft", "sft", rank=1) as k: run()`` — SIGKILLs that
+    Train worker once Ray Train has registered a checkpoint of the stage; ``k.pid`` says whom."""
+
+    def __init__(self, output_dir, stage_dir: str, run_prefix: str, rank: int = 0, timeout_s: float = 300):
+        import threading
+
+        self.output_dir, self.stage_dir, self.run_prefix = str(output_dir), stage_dir, run_prefix
+        self.rank, self.timeout_s = rank, timeout_s
+        self.pid = None
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import signal
+        import time
+
+        from fnsft.distributed.hf_worker import find_pids
+
+        deadline = time.time() + self.timeout_s
+        while time.time() < deadline:
+            if registered_checkpoints(os.path.join(self.output_dir, "ray_train"), self.run_prefix):
+                pid = find_pids(os.path.join(self.output_dir, self.stage_dir)).get(self.rank)
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                    self.pid = pid
+                    return
+            time.sleep(0.2)
+
+    def __enter__(self) -> "KillAfterCheckpoint":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.thread.join(timeout=1)

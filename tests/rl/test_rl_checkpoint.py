@@ -6,11 +6,9 @@ Train restarted the group from one: the loop continues from that iteration (not 
 history has every iteration exactly once.
 """
 
+import json
 import os
 import random
-import signal
-import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -57,28 +55,10 @@ def test_torch_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.slow
 def test_killed_rl_worker_resumes_from_checkpoint(tmp_path, ray_session):
-    from fnsft.distributed.hf_worker import find_pids
     from fnsft.pipeline.driver import Pipeline
-    from fnsft.testing import EXAMPLES, TINY, registered_checkpoints
+    from fnsft.testing import EXAMPLES, TINY, KillAfterCheckpoint
 
     out = tmp_path / "out"
-    killed = {}
-
-    def killer():
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            # A checkpoint Ray Train's controller has registered (a report it has not collected
-            # yet dies with the worker).
-            if registered_checkpoints(str(out / "ray_train"), "rl"):
-                pid = find_pids(str(out / "01_rl")).get(0)
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-                    killed["pid"] = pid
-                    return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
     stage = {
         "dataset_name_or_path": os.path.join(EXAMPLES, "arithmetic", "train.jsonl"), "algorithm": "grpo",
         "num_iterations": 30, "save_steps": 3, "prompts_per_iteration": 4, "num_generations": 4,
@@ -90,15 +70,13 @@ def test_killed_rl_worker_resumes_from_checkpoint(tmp_path, ray_session):
     cfg = {"model_name_or_path": TINY, "output_dir": str(out), "stages": ["rl"],
            "resources": {"num_workers": 1, "max_failures": 1},
            "deepspeed": {"zero_stage": 2, "on_single_worker": True}, "stage_configs": {"rl": stage}}
-    summary = Pipeline.from_dict(cfg).run()
-    thread.join(timeout=1)
-    assert killed, "the worker was never killed (the stage ended before its checkpoints?)"
+    with KillAfterCheckpoint(out, "01_rl", "rl", rank=0) as killer:
+        summary = Pipeline.from_dict(cfg).run()
+    assert killer.pid, "the worker was never killed (the stage ended before its checkpoints?)"
     rl = summary["stages"]["rl"]
     metrics = rl["metrics"]
     assert metrics["resumed_from_iteration"] >= 3 and metrics["resumed_from_iteration"] % 3 == 0, metrics
     assert metrics["strategy"] == "deepspeed-zero2"
-    import json
-
     with open(rl["artifacts"]["rl_history"]) as f:
         history = json.load(f)
     assert [h["iteration"] for h in history] == list(range(1, 31))  # restored, then continued

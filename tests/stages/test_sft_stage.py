@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import glob
 import os
-import signal
-import threading
-import time
 
 import pytest
 
 from fnsft.pipeline import Pipeline
-from fnsft.testing import TINY, registered_checkpoints, tiny_sft_config
+from fnsft.testing import TINY, KillAfterCheckpoint, tiny_sft_config
 
 
 def _state(path):
@@ -90,31 +87,10 @@ def test_qlora_4bit_changes_only_adapters(tmp_path, ray_session, tiny_model_dir)
 @pytest.mark.slow
 def test_killed_worker_resumes_from_checkpoint(tmp_path, ray_session):
     """SIGKILL a Train worker after the first checkpoint: Ray restarts the group from it."""
-    from fnsft.distributed.hf_worker import find_pids
-
-    out = tmp_path / "out"
-    stage_dir = out / "01_sft"
-    killed = {}
-
-    def killer():
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            # A checkpoint Ray Train's controller has registered (a report it has not collected
-            # yet dies with the worker).
-            if registered_checkpoints(str(out / "ray_train"), "sft"):
-                pid = find_pids(str(stage_dir)).get(1)
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-                    killed["pid"] = pid
-                    return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    stage = _run(tmp_path, max_steps=120, save_steps=10, eval_split=0.0, per_device_train_batch_size=4,
-                 learning_rate=1e-3)
-    thread.join(timeout=1)
-    assert killed, "the worker was never killed (training ended before the first checkpoint?)"
+    with KillAfterCheckpoint(tmp_path / "out", "01_sft", "sft", rank=1) as killer:
+        stage = _run(tmp_path, max_steps=120, save_steps=10, eval_split=0.0, per_device_train_batch_size=4,
+                     learning_rate=1e-3)
+    assert killer.pid, "the worker was never killed (training ended before the first checkpoint?)"
     metrics = stage["metrics"]
     assert metrics.get("resumed_from_step", 0) >= 10, metrics
     assert metrics["global_step"] == 120
