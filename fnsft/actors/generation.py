@@ -17,6 +17,12 @@ from typing import Any, Optional
 log = logging.getLogger("fnsft.actors")
 
 
+def runs(items: list) -> tuple[list[int], list[int]]:
+    """Start index and length of each run of equal consecutive items: ``[a, a, b] -> ([0, 2], [2, 1])``."""
+    starts = [i for i in range(len(items)) if i == 0 or items[i] != items[i - 1]]
+    return starts, [b - a for a, b in zip(starts, starts[1:] + [len(items)])]
+
+
 def vllm_usable() -> bool:
     import importlib.util
 
@@ -86,10 +92,9 @@ class GenerationActor:
         from fnsft.actors.modeling import encode_prompts
 
         # A group's copies of one prompt sit side by side: encode (chat template) each run once.
-        starts = [i for i in range(len(prompts)) if i == 0 or prompts[i] != prompts[i - 1]]
+        starts, counts = runs(prompts)
         unique = encode_prompts(self.tokenizer, [prompts[i] for i in starts], self.apply_chat_template)
-        ends = starts[1:] + [len(prompts)]
-        prompt_ids = [ids for ids, a, b in zip(unique, starts, ends) for _ in range(b - a)]
+        prompt_ids = [ids for ids, n in zip(unique, counts) for _ in range(n)]
         if self.engine == "vllm":
             completions = self._generate_vllm(prompt_ids, sampling, seed)
         else:
@@ -117,8 +122,7 @@ class GenerationActor:
         from fnsft.actors.modeling import cut_at_eos, pad_sequences
 
         pad_id = self.tokenizer.pad_token_id
-        starts = [i for i in range(len(prompt_ids)) if i == 0 or prompt_ids[i] != prompt_ids[i - 1]]
-        counts = [b - a for a, b in zip(starts, starts[1:] + [len(prompt_ids)])]
+        starts, counts = runs(prompt_ids)
         ids, mask = pad_sequences([prompt_ids[i] for i in starts], pad_id, "left")
         ids = torch.as_tensor(ids, device=self.device)
         mask = torch.as_tensor(mask, device=self.device)

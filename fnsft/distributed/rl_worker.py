@@ -243,8 +243,7 @@ class RLTrainer:
             self.policy_params = [p for p in policy.parameters() if p.requires_grad]
             self.critic_opt = torch.optim.AdamW(value_head.parameters(), lr=c.critic_learning_rate or c.learning_rate)
         else:
-            epochs = c.ppo_epochs if self.spec.multiple_epochs else 1
-            n_mb = c.num_mini_batches if self.spec.multiple_epochs else 1
+            epochs, n_mb = self.passes()
             params = [p for p in self.module.parameters() if p.requires_grad]
             micro = math.ceil(rows / n_mb / self.world)
             self.strategy = Strategy(self.module, params, self.job, self.world, micro,
@@ -393,6 +392,12 @@ class RLTrainer:
 
         return to_torch(arrays, self.device)
 
+    def passes(self) -> tuple[int, int]:
+        """``(epochs, minibatches)`` per batch: ``ppo_epochs`` x ``num_mini_batches``, or one pass."""
+        if self.spec.multiple_epochs:
+            return self.c.ppo_epochs, self.c.num_mini_batches
+        return 1, 1
+
     def _needs_old_pass(self) -> bool:
         """Whether log-probs before the update must come from a separate forward pass.
 
@@ -401,11 +406,9 @@ class RLTrainer:
         own log-probs (detached) are the old ones, as in TRL's GRPO; the extra pass is skipped
         unless the KL to the reference goes into the reward, which advantages need first.
         """
-        c, spec = self.c, self.spec
-        if spec.uses_critic or spec.policy_update == "natural":
+        if self.spec.uses_critic or self.spec.policy_update == "natural":
             return True
-        epochs = c.ppo_epochs if spec.multiple_epochs else 1
-        n_mb = c.num_mini_batches if spec.multiple_epochs else 1
+        epochs, n_mb = self.passes()
         kl_in_reward = self.settings.kl_in_reward and self.ref_mode is not None and self.kl_ctl.value > 0
         return epochs * n_mb > 1 or kl_in_reward
 
@@ -419,15 +422,15 @@ class RLTrainer:
         shard = {k: full[k][self.rank::self.world] for k in keys}
         out = {}
         with torch.no_grad():
-            if len(shard["completion_ids"]) and need_old:
+            has_rows = len(shard["completion_ids"]) > 0
+            if has_rows and need_old:
                 res = self.module(shard, self.c.temperature, with_value=self.spec.uses_critic)
                 out["old_logprobs"] = res["logprobs"]
                 if self.spec.uses_critic:
                     out["old_values"] = res["values"]
-            if len(shard["completion_ids"]):
-                if self.ref_mode == "adapters":
-                    with self.policy.disable_adapter():
-                        out["ref_logprobs"] = completion_forward(self.policy, shard, self.c.temperature)["logprobs"]
+            if has_rows and self.ref_mode == "adapters":
+                with self.policy.disable_adapter():
+                    out["ref_logprobs"] = completion_forward(self.policy, shard, self.c.temperature)["logprobs"]
         return {k: v.to(self.device) for k, v in _gather_rows(out, self.world, len(full["completion_ids"])).items()}
 
     def update(self, arrays: dict, it: int) -> dict[str, float]:
@@ -463,8 +466,7 @@ class RLTrainer:
         c, spec = self.c, self.spec
         kl_rows: list = []
         n = len(full["completion_ids"])
-        epochs = c.ppo_epochs if spec.multiple_epochs else 1
-        n_mb = c.num_mini_batches if spec.multiple_epochs else 1
+        epochs, n_mb = self.passes()
         gen = torch.Generator().manual_seed(c.seed + it)  # same permutation on every rank
         stats, norms = [], []
         keys = [k for k in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "old_logprobs",

@@ -93,4 +93,5 @@ def test_old_pass_skipped_only_for_one_on_policy_step(algorithm, kw, needed):
         c=SimpleNamespace(ppo_epochs=kw.get("epochs", 1), num_mini_batches=kw.get("minibatches", 1)),
         spec=get_algorithm(algorithm), settings=SimpleNamespace(kl_in_reward=kw.get("kl_in_reward", False)),
         ref_mode=kw.get("ref"), kl_ctl=SimpleNamespace(value=kw.get("kl", 0.0)))
+    trainer.passes = lambda: RLTrainer.passes(trainer)
     assert RLTrainer._needs_old_pass(trainer) is needed
