@@ -46,6 +46,9 @@ def test_valid_config_builds_a_plan(tmp_path):
     ({"deepspeed": {"zero_stage": 3}, "resources": {"num_workers": 2}}, "stage_configs.rl.deepspeed.zero_stage",
      "ZeRO 0-2"),
     ({"num_iteratons": 3}, "stage_configs.rl.num_iteratons", "did you mean 'num_iterations'"),
+    ({"eval_dataset_path": "no_such_eval.jsonl"}, "stage_configs.rl.eval_dataset_path", "not found"),
+    ({"eval_max_new_tokens": 0}, "stage_configs.rl.eval_max_new_tokens", ">= 1"),
+    ({"eval_split": 1.5}, "stage_configs.rl.eval_split", "[0, 1)"),
 ])
 def test_bad_config_names_the_key(tmp_path, rl, key, match):
     with pytest.raises(ConfigError) as e:
