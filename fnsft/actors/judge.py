@@ -43,11 +43,12 @@ class JudgeActor:
                  apply_chat_template: bool = True, replica: int = 0):
         import torch
 
-        from fnsft.distributed.hf_worker import _quiet_libraries
+        import transformers
+
         from fnsft.models.handle import ModelHandle
         from fnsft.models.loading import load_tokenizer, resolve_torch_dtype
 
-        _quiet_libraries()
+        transformers.logging.set_verbosity_error()
         if isinstance(model, str):
             from fnsft.models.spec import resolve_model_path
 

@@ -60,10 +60,15 @@ class RewardActor:
         apply_chat_template: format (prompt, completion) with the reward model's chat template.
     """
 
-    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0):
+    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0,
+                 judge=None, judge_weight: float = 1.0):
         from fnsft.rl.rewards import rule_function
 
         self.replica = replica
+        # RLAIF: a :class:`fnsft.judges.base.Judge` (pointwise/binary) scores every completion,
+        # normalised to [0, 1]; a masked judgement takes its row out of the update.
+        self.judge, self.judge_weight = judge, float(judge_weight)
+        self._judge_seen = None
         self.terms: list[tuple[str, float, Any, dict]] = []
         for spec in specs:
             if spec.type == "model":
@@ -78,6 +83,9 @@ class RewardActor:
     def score(self, prompts: list, completions: list[str], columns: Optional[dict[str, list]] = None,
               completion_ids: Optional[list[list[int]]] = None) -> dict[str, Any]:
         """``{"rewards": [...], "components": {label: [...]}, "seconds": {label: s}}``.
+
+        With a judge, also ``masked`` (rows whose judgement failed: they must leave the update,
+        their reward is meaningless) and ``metrics`` (the judge's books since the last call).
 
         ``columns``: the dataset's extra columns, one entry per completion (``answer``...).
         ``rewards`` is the weighted sum; ``components`` the unweighted terms (for metrics).
@@ -97,4 +105,28 @@ class RewardActor:
             components[label] = call_reward(fn, ps, completions, columns, fixed, label)
             seconds[label] = time.perf_counter() - t0
         weights = {label: w for label, w, _, _ in self.terms}
-        return {"rewards": weighted_sum(components, weights), "components": components, "seconds": seconds}
+        out = {"rewards": weighted_sum(components, weights) if self.terms else [0.0] * len(completions),
+               "components": components, "seconds": seconds}
+        if self.judge is not None:
+            self._judge_term(prompts, completions, out)
+        return out
+
+    def _judge_term(self, prompts: list, completions: list[str], out: dict) -> None:
+        from fnsft.judges.base import delta, summarize
+
+        t0 = time.perf_counter()
+        scores = self.judge.pointwise(prompts, completions)
+        out["seconds"]["judge"] = time.perf_counter() - t0
+        masked = [s is None for s in scores]
+        known = [s for s in scores if s is not None]
+        fill = sum(known) / len(known) if known else 0.0  # a placeholder: masked rows get no gradient
+        out["components"]["judge"] = [fill if s is None else s for s in scores]
+        out["rewards"] = [r + self.judge_weight * j for r, j in zip(out["rewards"], out["components"]["judge"])]
+        out["masked"] = masked
+        now = self.judge.counters()
+        out["metrics"] = summarize(delta(now, self._judge_seen))
+        self._judge_seen = now
+
+    def judge_stats(self) -> dict:
+        """The judge's cumulative metrics (``{}`` without a judge)."""
+        return self.judge.stats() if self.judge is not None else {}

@@ -574,6 +574,7 @@ class RLTrainer:
         }
         for label, values in rollout.components.items():
             m[f"reward/{label}"] = float(np.mean(values))
+        m.update(rollout.metrics)  # e.g. judge/score_mean, judge/masked_share, judge/calls (RLAIF)
         m.update({k: v for k, v in stats.items()})
         m.update({f"time/{k}": v for k, v in timings.items()})
         m["sample_completion"] = rollout.completions[0][:200] if rollout.completions else ""

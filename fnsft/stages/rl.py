@@ -151,7 +151,7 @@ class RLStage(TrainStage):
             spec = get_algorithm(c.algorithm)
         except ConfigError as e:
             raise ConfigError(f"{key}.algorithm: {e}".replace("unknown rl.algorithm", "unknown algorithm")) from None
-        self.reward_specs = parse_reward_specs(c.rewards, f"{key}.rewards")
+        self.reward_specs = self.parse_rewards()
         positive = ("num_iterations", "prompts_per_iteration", "num_generations", "max_new_tokens", "ppo_epochs",
                     "num_mini_batches", "cg_iters", "backtrack_iters")
         for name in positive:
@@ -190,6 +190,24 @@ class RLStage(TrainStage):
             self._check_prompts(c.eval_dataset_path, f"{key}.eval_dataset_path")
         if c.eval_max_new_tokens is not None and c.eval_max_new_tokens < 1:
             raise ConfigError(f"{key}.eval_max_new_tokens: must be >= 1 (got {c.eval_max_new_tokens})")
+
+    def parse_rewards(self) -> list:
+        """The checked ``rewards`` terms (RLAIF allows none: its judge is the reward)."""
+        from fnsft.rl.rewards import parse_reward_specs
+
+        return parse_reward_specs(self.config.rewards, f"{self.key}.rewards")
+
+    # Hooks for stages built on this one (RLAIF) ------------------------------------------
+    def reward_role_kwargs(self, model, dtype: str) -> dict:
+        """Extra arguments of the reward actor (RLAIF: its judge); start what they need here."""
+        return {}
+
+    def after_train_job(self, roles, out: dict) -> None:
+        """Called with the role actors still alive, after the Train job handed back."""
+
+    def finish(self, result: StageResult, model, splits: dict) -> StageResult:
+        """Last words on the result (RLAIF: the win rate); stop what ``reward_role_kwargs`` started."""
+        return result
 
     def _check_prompts(self, path: str, key: str) -> None:
         from fnsft.data.files import is_local_path, read_first_rows
@@ -269,11 +287,11 @@ class RLStage(TrainStage):
         from fnsft.distributed.train_job import TrainJob, run_train_job
         from fnsft.models.loading import lora_config
         from fnsft.rl import get_algorithm
-        from fnsft.rl.rewards import parse_reward_specs
 
         c = self.config
         spec = get_algorithm(c.algorithm)
-        specs = getattr(self, "reward_specs", None) or parse_reward_specs(c.rewards, f"{self.key}.rewards")
+        specs = getattr(self, "reward_specs", None)
+        specs = specs if specs is not None else self.parse_rewards()
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
         splits = self.prompt_splits()
@@ -285,6 +303,7 @@ class RLStage(TrainStage):
                  "plain torch (TRPO)" if spec.policy_update == "natural"
                  else "DeepSpeed " + describe_deepspeed(ds, res.num_workers), ref_mode or "none")
         gen = c.generation
+        reward_kwargs = self.reward_role_kwargs(model, dtype)
         roles = launch_roles(
             model, name=self.stage_name, dtype=dtype, apply_chat_template=c.apply_chat_template,
             generation=RoleResources(gen.num_replicas, gen.num_cpus, gen.num_gpus),
@@ -292,6 +311,7 @@ class RLStage(TrainStage):
                                "chat_template": c.chat_template, "batch_size": gen.batch_size,
                                "vllm_kwargs": gen.vllm_kwargs},
             reward=RoleResources(c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus), reward_specs=specs,
+            reward_kwargs=reward_kwargs,
             reference=RoleResources(c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus)
             if ref_mode == "actor" else None, wait=False)
         try:
@@ -305,6 +325,7 @@ class RLStage(TrainStage):
             storage = (ray_cfg.storage_path if ray_cfg and ray_cfg.storage_path
                        else os.path.join(os.path.dirname(c.output_dir), "ray_train"))
             out = run_train_job(job, rl_train_worker, res, storage)
+            self.after_train_job(roles, out)
         finally:
             roles.shutdown()
         path = out.get("path")
@@ -313,8 +334,9 @@ class RLStage(TrainStage):
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}
         metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"]}
-        return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
-                           model_path=path, timings=timings)
+        result = StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
+                             model_path=path, timings=timings)
+        return self.finish(result, model, splits)
 
     def _reference_mode(self) -> Optional[str]:
         c = self.config

@@ -27,3 +27,9 @@ def broken(prompt, response):
 
 def with_principles(prompt, response, principles):
     return 1.0 if "kind" in principles else 0.0
+
+
+def the_share(prompt, response):
+    """Pointwise on [0, 1]: share of non-space characters in {t, h, e} — dense, so a tiny model learns it."""
+    chars = [c for c in response if not c.isspace()]
+    return sum(c in "the" for c in chars) / len(chars) if chars else 0.0
