@@ -205,6 +205,7 @@ class RLTrainer:
         self.num_iterations = c.max_steps if c.max_steps > 0 else c.num_iterations
         self.history: list[dict] = []
         self.evals: list[dict] = []  # held-out evaluations (iteration 0 = before training)
+        self.eval_texts: dict[int, list[str]] = {}  # every greedy held-out answer, per evaluated iteration
         self.start_iteration = 0  # > 0 after a restart from a checkpoint
         self.timings: dict[str, float] = {}
         self.kl_ctl = self._kl_controller()
@@ -378,6 +379,7 @@ class RLTrainer:
                "eval/response_length": float(np.mean(r.arrays["completion_mask"].sum(axis=1)))}
         out.update({f"eval/{label}": float(np.mean(v)) for label, v in r.components.items()})
         seconds = time.perf_counter() - t0
+        self.eval_texts[iteration] = list(r.completions)  # RLAIF judges the first against the last
         self.evals.append({"iteration": iteration, **out, "eval_s": seconds,
                            "samples": [{"prompt": str(p)[:200], "completion": t[:200]}
                                        for p, t in zip(r.prompts[:3], r.completions[:3])]})
@@ -644,6 +646,10 @@ class RLTrainer:
             with open(eval_path, "w") as f:
                 json.dump(self.evals, f, indent=1)
             artifacts["rl_eval"] = eval_path
+            answers_path = os.path.join(c.output_dir, "rl_eval_answers.json")
+            with open(answers_path, "w") as f:
+                json.dump({str(k): v for k, v in self.eval_texts.items()}, f)
+            artifacts["rl_eval_answers"] = answers_path
         series = {key: [(x["iteration"], x[key]) for x in self.history if key in x]
                   for key in ("reward_mean", "kl", "entropy", "response_length")}
         series["eval_reward"] = [(x["iteration"], x["eval/reward"]) for x in self.evals]

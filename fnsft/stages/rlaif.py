@@ -139,7 +139,9 @@ class RLAIFStage(RLStage):
         prompts = [r["prompt"] for r in rows]
         sampling = {"max_new_tokens": c.win_rate_max_new_tokens or c.eval_max_new_tokens or c.max_new_tokens,
                     "temperature": 0.0}
-        old, new = self._greedy_answers(model, result.model, prompts, sampling)
+        old, new = self._answers_from_eval(result, c.win_rate_max_new_tokens, len(prompts))
+        if old is None:
+            old, new = self._greedy_answers(model, result.model, prompts, sampling)
         wr = win_rate(self.judge, prompts, new, old)
         path = os.path.join(c.output_dir, "win_rate_samples.jsonl")
         with open(path, "w", encoding="utf-8") as f:
@@ -153,6 +155,19 @@ class RLAIFStage(RLStage):
         out = {f"win_rate{'' if k == 'win_rate' else '_' + k}": v for k, v in wr.items() if k != "preferences"}
         out["win_rate_s"] = seconds
         return out
+
+    @staticmethod
+    def _answers_from_eval(result: StageResult, own_length: Optional[int], n: int):
+        """The loop's own greedy held-out answers before (iteration 0) and after training, when it has them."""
+        path = result.artifacts.get("rl_eval_answers")
+        if own_length or not path or not os.path.isfile(path):
+            return None, None
+        with open(path) as f:
+            answers = {int(k): v for k, v in json.load(f).items()}
+        last = max(answers, default=0)
+        if 0 not in answers or last == 0 or len(answers[0]) != n or len(answers[last]) != n:
+            return None, None  # resumed mid-stage or no evaluation before training: generate afresh
+        return answers[0], answers[last]
 
     def _greedy_answers(self, model_in, model_out, prompts: list, sampling: dict) -> tuple[list[str], list[str]]:
         """One generation actor: the input policy answers, then the trained weights are loaded into it."""
