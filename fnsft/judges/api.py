@@ -15,10 +15,6 @@ from fnsft.judges.base import Outcome
 from fnsft.judges.parsing import parse_reply
 
 
-def _get(obj: Any, name: str, default=None):
-    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
-
-
 class ApiBackend:
     """Holds the endpoint's client (the named API actor when Ray is up, else an in-process client)."""
 
@@ -39,10 +35,19 @@ class ApiBackend:
         return state
 
     def client(self):
+        """The endpoint's one Ray actor (shared cap, rate limit, budget) when Ray is up, else in-process."""
         if self._client is None:
-            from fnsft.actors.api_client import make_api_actor
+            import ray
 
-            self._client = make_api_actor(self.api, self.cache_path)
+            from fnsft.actors.api_client import ApiClient, make_api_actor
+            from fnsft.actors.call_cache import cache_key
+
+            if ray.is_initialized():
+                # Named per judge cache (per run and stage), so runs sharing a cluster stay apart.
+                name = f"fnsft-{self.name}-api-" + cache_key(self.identity, self.cache_path)[:12]
+                self._client = make_api_actor(self.api, None, name=name, budget_key="judge.api.max_calls")
+            else:
+                self._client = ApiClient(self.api, None, budget_key="judge.api.max_calls")
         return self._client
 
     def request(self, text: str) -> dict:
@@ -55,24 +60,28 @@ class ApiBackend:
     def judge(self, items: list[dict], kind: str) -> list[Outcome]:
         client = self.client()
         requests = [self.request(it["text"]) for it in items]
-        results = client.chat.remote(requests) if hasattr(client.chat, "remote") else client.chat(requests)
-        if hasattr(results, "hex") or type(results).__name__ == "ObjectRef":
+        if hasattr(client.chat, "remote"):
             import ray
 
-            results = ray.get(results)
+            results = ray.get(client.chat.remote(requests))
+        else:
+            results = client.chat(requests)
         out = []
         for r in results:
-            error = _get(r, "error")
-            usage = _get(r, "usage") or {}
-            tokens = int(_get(usage, "total_tokens", 0) or 0)
-            if error:
-                out.append(Outcome(None, error=str(error), tokens=tokens, latency_s=float(_get(r, "latency_s", 0) or 0)))
+            usage = r.get("usage") or {}
+            tokens = int(usage.get("prompt_tokens", 0) or 0) + int(usage.get("completion_tokens", 0) or 0)
+            latency = 0.0 if r.get("cached") else float(r.get("latency_s", 0.0) or 0.0)
+            if r.get("error"):
+                out.append(Outcome(None, error=str(r["error"]), tokens=tokens, latency_s=latency))
                 continue
-            texts = _get(r, "texts") or [_get(r, "text", "")]
-            text = texts[0] if texts else ""
-            lps = _get(r, "top_logprobs")
-            if lps and isinstance(lps, list) and lps and isinstance(lps[0], list):
-                lps = lps[0]  # one list per choice
-            value = parse_reply(kind, text, self.score_range, lps if self.top_logprobs else None)
-            out.append(Outcome(value, tokens=tokens, latency_s=float(_get(r, "latency_s", 0) or 0), reply=text or ""))
+            text = (r.get("texts") or [""])[0]
+            value = parse_reply(kind, text, self.score_range, token_alternatives(r.get("top_logprobs")))
+            out.append(Outcome(value, tokens=tokens, latency_s=latency, reply=text or ""))
         return out
+
+
+def token_alternatives(top_logprobs: Optional[list]) -> Optional[list[dict[str, float]]]:
+    """The client's per-token ``[{"token", "logprob"}, ...]`` as ``{token: logprob}`` per token."""
+    if not top_logprobs:
+        return None
+    return [{a["token"]: a["logprob"] for a in alts} for alts in top_logprobs]

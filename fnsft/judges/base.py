@@ -18,12 +18,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from fnsft.errors import StageError
+from fnsft.errors import BudgetExhausted
 from fnsft.judges.settings import JudgeSettings
 
 
-class JudgeBudgetExhausted(StageError):
+class JudgeBudgetExhausted(BudgetExhausted):
     """``max_judge_calls`` is spent; every judgement made so far is in the cache."""
+
+
+class _MemoryCache(dict):
+    """The cache of a judge without an output folder (tests, notebooks)."""
+
+    def put(self, key: str, value) -> None:
+        self[key] = value
 
 
 @dataclass
@@ -108,9 +115,9 @@ class Judge:
     @property
     def cache(self):
         if self._cache is None:
-            from fnsft.judges.cache import CallCache
+            from fnsft.actors.call_cache import CallCache
 
-            self._cache = CallCache(self.cache_path)
+            self._cache = CallCache(self.cache_path) if self.cache_path else _MemoryCache()
         return self._cache
 
     # Public API ---------------------------------------------------------------------------
@@ -179,7 +186,7 @@ class Judge:
         self._counters.values.extend(values)
 
     def _rng(self, *parts) -> random.Random:
-        from fnsft.judges.cache import cache_key
+        from fnsft.actors.call_cache import cache_key
 
         return random.Random(cache_key(self.settings.seed, *parts))
 
@@ -207,7 +214,7 @@ class Judge:
         return {"prompt": prompt, "first": first, "second": second, "principles": principles, "text": text}
 
     def _key(self, item: dict) -> str:
-        from fnsft.judges.cache import cache_key
+        from fnsft.actors.call_cache import cache_key
 
         s = self.settings
         return cache_key(self.backend.identity, s.kind, list(s.score_range), self.template,
