@@ -61,7 +61,7 @@ class RewardActor:
     """
 
     def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0,
-                 judge=None, judge_weight: float = 1.0):
+                 judge=None, judge_weight: float = 1.0, pairs_path: Optional[str] = None, pairs_group: int = 0):
         from fnsft.rl.rewards import rule_function
 
         self.replica = replica
@@ -69,6 +69,8 @@ class RewardActor:
         # normalised to [0, 1]; a masked judgement takes its row out of the update.
         self.judge, self.judge_weight = judge, float(judge_weight)
         self._judge_seen = None
+        # RLAIF mode preference: the pairs the loop's DPO step uses, also kept as a DPO dataset.
+        self.pairs_path, self.pairs_group = pairs_path, pairs_group
         self.terms: list[tuple[str, float, Any, dict]] = []
         for spec in specs:
             if spec.type == "model":
@@ -109,7 +111,27 @@ class RewardActor:
                "components": components, "seconds": seconds}
         if self.judge is not None:
             self._judge_term(prompts, completions, out)
+        if self.pairs_path and self.pairs_group > 1:
+            self._write_pairs(prompts, completions, out)
         return out
+
+    def _write_pairs(self, prompts: list, completions: list[str], out: dict) -> None:
+        """Append this batch's (chosen, rejected) pairs — the loop picks the same ones — as jsonl rows
+        the DPO stage reads (``prompt``, ``chosen``, ``rejected``)."""
+        import json
+
+        from fnsft.rl.preference import preference_pairs
+
+        g = self.pairs_group
+        if len(prompts) % g or any(prompts[i] != prompts[i - i % g] for i in range(len(prompts))):
+            return  # not a training batch of groups (a held-out evaluation)
+        masked = out.get("masked") or [False] * len(completions)
+        pairs = preference_pairs(out["rewards"], [not m for m in masked], g)
+        with open(self.pairs_path, "a", encoding="utf-8") as f:
+            for w, l in pairs:
+                f.write(json.dumps({"prompt": prompts[w], "chosen": completions[w], "rejected": completions[l],
+                                    "score_chosen": out["rewards"][w], "score_rejected": out["rewards"][l]},
+                                   ensure_ascii=False) + "\n")
 
     def _judge_term(self, prompts: list, completions: list[str], out: dict) -> None:
         from fnsft.judges.base import delta, summarize

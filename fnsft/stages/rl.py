@@ -62,7 +62,7 @@ class RLConfig(TrainStageConfig):
         metadata={"help": "Prompts: .jsonl/.json/.csv/.parquet with a prompt/question/problem/messages column; "
                           "other columns are passed to reward functions."})
     column_mapping: dict[str, str] = field(default_factory=dict, metadata={"help": "Rename columns first."})
-    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo."})
+    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo | online_dpo."})
     num_iterations: int = field(default=100, metadata={"help": "RL iterations (max_steps > 0 overrides it)."})
     prompts_per_iteration: int = field(default=8, metadata={"help": "Prompts sampled per iteration."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (>= 2 for grpo/rloo)."})
@@ -87,6 +87,7 @@ class RLConfig(TrainStageConfig):
     trpo_damping: float = field(default=0.1, metadata={"help": "TRPO Fisher damping."})
     backtrack_iters: int = field(default=10, metadata={"help": "TRPO line-search steps."})
     critic_learning_rate: Optional[float] = field(default=None, metadata={"help": "TRPO critic LR (default learning_rate)."})
+    beta: float = field(default=0.1, metadata={"help": "online_dpo: the DPO beta (strength of the reference)."})
     kl_coef: float = field(default=0.05, metadata={"help": "KL-to-reference coefficient (initial value when adaptive)."})
     kl_target: Optional[float] = field(default=None, metadata={"help": "Adaptive KL: target per-sequence KL (null: fixed)."})
     kl_horizon: float = field(default=10000.0, metadata={"help": "Adaptive KL horizon (samples)."})
@@ -123,6 +124,8 @@ class RLConfig(TrainStageConfig):
 
     @property
     def needs_reference(self) -> bool:
+        if self.algorithm.lower() == "online_dpo":  # the DPO loss is relative to the reference
+            return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
 
     def sampling(self) -> dict[str, Any]:
@@ -170,6 +173,10 @@ class RLStage(TrainStage):
             raise ConfigError(f"{key}.kl_coef: must be >= 0 (got {c.kl_coef})")
         if c.kl_target is not None and c.kl_target <= 0:
             raise ConfigError(f"{key}.kl_target: must be > 0 for adaptive KL, or null for a fixed kl_coef")
+        if spec.policy_update == "dpo" and c.reference.mode == "none":
+            raise ConfigError(f"{key}.reference.mode: online_dpo compares the policy with a reference; use auto")
+        if spec.policy_update == "dpo" and c.beta <= 0:
+            raise ConfigError(f"{key}.beta: must be > 0 (got {c.beta})")
         if c.reference.mode == "policy" and not c.use_peft:
             raise ConfigError(f"{key}.reference.mode: 'policy' (adapters disabled) needs use_peft: true; use actor")
         if c.generation.num_replicas < 1:

@@ -40,7 +40,8 @@ MODES = ("reward", "preference", "reward_model")
 @dataclass(kw_only=True)
 class RLAIFConfig(RLConfig):
     algorithm: str = field(default="ppo", metadata={"help": "ppo | a2c | trpo | grpo | rloo (mode: reward)."})
-    mode: str = field(default="reward", metadata={"help": "reward: the judge's score is the RL reward."})
+    mode: str = field(default="reward", metadata={"help": "reward: the judge's score is the RL reward; preference: "
+                                                          "online DPO on the judge's best/worst completion per prompt."})
     judge: JudgeSettings = field(default_factory=JudgeSettings, metadata={"help": "The AI judge (fnsft.judges)."})
     judge_weight: float = field(default=1.0, metadata={"help": "Weight of the judge's [0, 1] score in the reward."})
     max_judge_calls: int = field(default=0, metadata={"help": "Cap on judge calls for the stage (0: judge.max_judge_calls)."})
@@ -73,12 +74,20 @@ class RLAIFStage(RLStage):
         c, key = self.config, self.key
         if c.mode not in MODES:
             raise ConfigError(f"{key}.mode: unknown mode {c.mode!r} (accepted: {', '.join(MODES)})")
-        if c.mode != "reward":
-            raise ConfigError(f"{key}.mode: {c.mode!r} is not available in this version yet (accepted: reward)")
+        if c.mode == "reward_model":
+            raise ConfigError(f"{key}.mode: 'reward_model' is not available in this version yet "
+                              "(accepted: reward, preference)")
+        if c.mode == "preference":
+            if c.algorithm not in ("ppo", "online_dpo"):  # ppo: the untouched default
+                raise ConfigError(f"{key}.algorithm: mode preference trains with online_dpo (got {c.algorithm!r}); "
+                                  "leave algorithm out or use mode: reward")
+            c.algorithm = "online_dpo"
+            if c.num_generations < 2:
+                raise ConfigError(f"{key}.num_generations: mode preference ranks completions of one prompt; use >= 2")
         check_judge_settings(c.judge, f"{key}.judge", getattr(self.pipeline_config, "config_dir", None) or ".")
         if c.judge.kind == "pairwise":
-            raise ConfigError(f"{key}.judge.kind: mode reward needs a score per completion (pointwise or binary); "
-                              "a pairwise judge labels pairs (mode: preference)")
+            raise ConfigError(f"{key}.judge.kind: mode {c.mode} ranks completions by a score each (pointwise or "
+                              "binary); pairwise judges measure the win rate")
         if c.max_judge_calls < 0:
             raise ConfigError(f"{key}.max_judge_calls: must be >= 0 (0: no cap; got {c.max_judge_calls})")
         super().validate_config()
@@ -107,7 +116,13 @@ class RLAIFStage(RLStage):
         c = self.config
         self.judge = build_judge(self.judge_settings(), model=model, name=self.stage_name, dtype=dtype,
                                  cache_path=os.path.join(c.output_dir, "judge_cache.jsonl"))
-        return {"judge": self.judge, "judge_weight": c.judge_weight}
+        kwargs = {"judge": self.judge, "judge_weight": c.judge_weight}
+        if c.mode == "preference":
+            os.makedirs(c.output_dir, exist_ok=True)
+            self.pairs_path = os.path.join(c.output_dir, "preference_pairs.jsonl")
+            open(self.pairs_path, "w").close()  # this run's pairs only (the judgements stay cached)
+            kwargs.update(pairs_path=self.pairs_path, pairs_group=c.num_generations)
+        return kwargs
 
     def after_train_job(self, roles, out: dict) -> None:
         import ray
@@ -117,6 +132,11 @@ class RLAIFStage(RLStage):
     def finish(self, result: StageResult, model, splits: dict) -> StageResult:
         totals = getattr(self, "judge_totals", {})
         result.metrics.update({k.replace("/", "_"): v for k, v in totals.items()})
+        pairs = getattr(self, "pairs_path", None)
+        if pairs and os.path.isfile(pairs):
+            result.artifacts["preference_pairs"] = pairs  # preference_dataset_path of a later dpo stage
+            with open(pairs, encoding="utf-8") as f:
+                result.metrics["preference_pairs"] = sum(1 for _ in f)
         eval_rows = splits.get("eval") or []
         if self.config.win_rate and eval_rows:
             result.metrics.update(self._win_rate(model, result, eval_rows))

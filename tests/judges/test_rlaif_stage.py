@@ -45,3 +45,22 @@ def test_reward_mode_raises_the_held_out_judged_score(ray_session, tmp_path):
         assert all(key in h for h in history), key
     assert history[0]["judge/calls"] == 32 and m["judge_masked_share"] == 0.0
     assert os.path.getsize(os.path.join(tmp_path / "run", "01_rlaif", "judge_cache.jsonl")) > 0
+
+
+@pytest.mark.slow
+def test_preference_mode_raises_the_held_out_judged_score(ray_session, tmp_path):
+    """Online DPO on the judge's best/worst completion per prompt, in the loop's one Train job."""
+    cfg = rlaif_config(tmp_path / "run", mode="preference", algorithm="online_dpo", learning_rate=3e-3, beta=0.1)
+    summary = Pipeline.from_dict(cfg).run()
+    st = summary["stages"]["rlaif"]
+    m = st["metrics"]
+    start, end = m["eval_judge_start"], m["eval_judge_end"]
+    print(f"rlaif preference mode: held-out judged score {start:.3f} -> {end:.3f}, win rate {m['win_rate']:.3f}, "
+          f"dpo accuracy {m.get('final_dpo_accuracy')}")
+    assert m["algorithm"] == "online_dpo" and m["reference"] == "actor"
+    assert end > start + 0.15, f"held-out judged score {start:.3f} -> {end:.3f}"
+    assert m["win_rate"] > 0.6
+    with open(st["artifacts"]["preference_pairs"]) as f:
+        pairs = [json.loads(line) for line in f]
+    assert len(pairs) == m["preference_pairs"] > 20
+    assert all(p["score_chosen"] > p["score_rejected"] and {"prompt", "chosen", "rejected"} <= set(p) for p in pairs)
