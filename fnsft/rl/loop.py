@@ -122,10 +122,9 @@ def policy_objective(
     if spec.policy_update == "dpo":  # the reference enters through the pair weights, not a KL term
         from fnsft.rl.preference import dpo_policy_loss
 
-        loss, _ = dpo_policy_loss(logprobs, mb["advantages"], mask, mb.get("num_pairs"))
-        stats["policy_loss"] = loss.detach()
-        return loss, stats
-    if spec.name == "grpo":
+        loss, _ = dpo_policy_loss(logprobs, mb["advantages"], mask)
+        kl_in_loss = False
+    elif spec.name == "grpo":
         loss, st = grpo_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, s.clip_range,
                              ref_logprobs=ref if kl_in_loss else None, kl_coef=kl_coef if kl_in_loss else 0.0,
                              loss_agg=s.loss_agg)

@@ -38,7 +38,7 @@ def test_plan_defaults_to_ppo_and_the_judge_only(tmp_path):
     ({"judge": {"type": "local", "score_range": [5, 1]}}, "stage_configs.rlaif.judge.score_range", "low must be below"),
     ({"judge": {"type": "local", "constitution_path": "/no/such/file.yaml"}},
      "stage_configs.rlaif.judge.constitution_path", "cannot read"),
-    ({"judge": {"type": "local", "kind": "pairwise"}}, "stage_configs.rlaif.judge.kind", "mode reward needs a score"),
+    ({"judge": {"type": "local", "kind": "pairwise"}}, "stage_configs.rlaif.judge.kind", "mode reward ranks completions by a score each"),
     ({"mode": "ranking"}, "stage_configs.rlaif.mode", "unknown mode 'ranking'"),
     ({"algorithm": "ddpg"}, "stage_configs.rlaif.algorithm", "unknown algorithm"),
 ])
