@@ -28,7 +28,8 @@ def model_identity(model: Any) -> str:
 
 
 def build_judge(settings: JudgeSettings, *, model: Any = None, cache_path: Optional[str] = None,
-                pool: Any = None, base_dir: str = ".", name: str = "judge", dtype: str = "auto"):
+                pool: Any = None, base_dir: str = ".", name: str = "judge", dtype: str = "auto",
+                key: str = "judge"):
     """A ready :class:`~fnsft.judges.base.Judge` for ``settings``.
 
     ``model``: the stage's input model (a ``ModelHandle``), judged with when ``type: local`` has no
@@ -62,4 +63,4 @@ def build_judge(settings: JudgeSettings, *, model: Any = None, cache_path: Optio
 
         backend = ApiBackend(api_settings(settings), settings.score_range, settings.max_tokens,
                              settings.top_logprobs, cache_path=None, name=name)
-    return Judge(settings, backend, cache_path=cache_path, principles=principles)
+    return Judge(settings, backend, cache_path=cache_path, principles=principles, key=key)

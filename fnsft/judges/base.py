@@ -90,10 +90,12 @@ class Judge:
     """
 
     def __init__(self, settings: JudgeSettings, backend, cache_path: Optional[str] = None,
-                 principles: Optional[list[str]] = None, template_text: Optional[str] = None):
+                 principles: Optional[list[str]] = None, template_text: Optional[str] = None,
+                 key: str = "judge"):
         from fnsft.judges.templates import resolve_template
 
         self.settings = settings
+        self.key = key  # the YAML path named in messages (stage_configs.rlaif.judge)
         self.backend = backend
         self.cache_path = cache_path
         self.principles = list(principles or settings.principles or [])
@@ -255,7 +257,7 @@ class Judge:
         c.masked += sum(v is None for v in values)
         if len(allowed) < len(todo):
             raise JudgeBudgetExhausted(
-                f"judge.max_judge_calls: the budget of {cap} judge calls is spent ({len(todo) - len(allowed)} "
+                f"{self.key}.max_judge_calls: the budget of {cap} judge calls is spent ({len(todo) - len(allowed)} "
                 f"judgements left undone); the {len(self.cache)} judgements made are kept in "
                 f"{self.cache_path or 'memory'} and a rerun with a higher cap reuses them")
         return values

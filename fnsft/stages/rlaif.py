@@ -104,9 +104,18 @@ class RLAIFStage(RLStage):
 
     # Running ----------------------------------------------------------------------------
     def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
+        from fnsft.errors import BudgetExhausted, StageError
+
         self.judge = None
         try:
             return super().execute(model, tokenizer, previous_result)
+        except StageError as e:
+            # The reward actor's JudgeBudgetExhausted arrives wrapped by Ray Train: say it in one line.
+            text = str(e)
+            at = text.find(f"{self.key}.judge.max_judge_calls")
+            if at < 0:
+                raise
+            raise BudgetExhausted(text[at:].splitlines()[0]) from None
         finally:
             self._stop_judge()
 
@@ -115,7 +124,7 @@ class RLAIFStage(RLStage):
 
         c = self.config
         self.judge = build_judge(self.judge_settings(), model=model, name=self.stage_name, dtype=dtype,
-                                 cache_path=os.path.join(c.output_dir, "judge_cache.jsonl"))
+                                 cache_path=os.path.join(c.output_dir, "judge_cache.jsonl"), key=f"{self.key}.judge")
         kwargs = {"judge": self.judge, "judge_weight": c.judge_weight}
         if c.mode == "preference":
             os.makedirs(c.output_dir, exist_ok=True)

@@ -64,3 +64,17 @@ def test_preference_mode_raises_the_held_out_judged_score(ray_session, tmp_path)
         pairs = [json.loads(line) for line in f]
     assert len(pairs) == m["preference_pairs"] > 20
     assert all(p["score_chosen"] > p["score_rejected"] and {"prompt", "chosen", "rejected"} <= set(p) for p in pairs)
+
+
+@pytest.mark.slow
+def test_judge_budget_stops_the_stage_in_one_line_and_keeps_the_judgements(ray_session, tmp_path):
+    from fnsft.errors import BudgetExhausted
+
+    cfg = rlaif_config(tmp_path / "run", num_iterations=4, max_judge_calls=40, eval_dataset_path=None,
+                       resources={"max_failures": 0})
+    with pytest.raises(BudgetExhausted) as e:
+        Pipeline.from_dict(cfg).run()
+    msg = str(e.value)
+    assert msg.startswith("stage_configs.rlaif.judge.max_judge_calls: the budget of 40") and "\n" not in msg
+    with open(os.path.join(tmp_path / "run", "01_rlaif", "judge_cache.jsonl")) as f:
+        assert sum(1 for _ in f) == 40  # the first iteration's 32 and 8 of the second: nothing lost
