@@ -587,7 +587,8 @@ class RLTrainer:
         parts = [f"[{self.job.stage_name}] iter {m['iteration']}/{self.num_iterations}",
                  f"reward={m['reward_mean']:.3f}±{m['reward_std']:.3f}"]
         for key, fmt in (("kl", "kl={:.4f}"), ("entropy", "entropy={:.2f}"), ("clip_fraction", "clip={:.3f}"),
-                         ("value_loss", "vloss={:.4f}"), ("trpo_kl", "step_kl={:.4f}")):
+                         ("value_loss", "vloss={:.4f}"), ("trpo_kl", "step_kl={:.4f}"),
+                         ("dpo_accuracy", "dpo_acc={:.2f}"), ("judge/masked_share", "judge_masked={:.2f}")):
             if key in m:
                 parts.append(fmt.format(m[key]))
         parts.append(f"len={m['response_length']:.1f}")
