@@ -50,10 +50,10 @@ class GenerationActor:
                  vllm_kwargs: Optional[dict] = None, replica: int = 0):
         import torch
 
-        from fnsft.distributed.hf_worker import _quiet_libraries
+        from fnsft.utils.console import quiet_libraries
         from fnsft.models.loading import load_tokenizer, resolve_torch_dtype
 
-        _quiet_libraries()
+        quiet_libraries()
         self.replica = replica
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_torch_dtype(dtype, self.device.type == "cuda")

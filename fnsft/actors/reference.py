@@ -14,10 +14,10 @@ class ReferenceActor:
     def __init__(self, model, dtype: str = "auto", batch_size: int = 0, replica: int = 0):
         import torch
 
-        from fnsft.distributed.hf_worker import _quiet_libraries
+        from fnsft.utils.console import quiet_libraries
         from fnsft.models.loading import resolve_torch_dtype
 
-        _quiet_libraries()
+        quiet_libraries()
         self.replica = replica
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.load(dtype=resolve_torch_dtype(dtype, self.device.type == "cuda")).to(self.device).eval()

@@ -24,7 +24,7 @@ import random
 import time
 from typing import Any, Optional
 
-from fnsft.distributed.console import say
+from fnsft.utils.console import say
 
 log = logging.getLogger("fnsft.worker")
 
@@ -629,7 +629,7 @@ class RLTrainer:
     # Hand-back --------------------------------------------------------------------------
     def hand_back(self) -> None:
         from fnsft.distributed.hf_worker import save_and_hand_back
-        from fnsft.stages.plots import plot_series
+        from fnsft.utils.plots import plot_series
 
         c = self.c
         metrics = self.summary_metrics()
@@ -659,11 +659,11 @@ def rl_train_worker(config: dict) -> None:
     import ray.train
     import torch
 
-    from fnsft.distributed.hf_worker import _quiet_libraries
+    from fnsft.utils.console import quiet_libraries
 
     job = config["job"]
     t0 = time.time()
-    _quiet_libraries()
+    quiet_libraries()
     _quiet_train_reports()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
