@@ -191,7 +191,7 @@ class RLTrainer(RLLearner, RLReport):
     # Weight sync and checkpoints ----------------------------------------------------------
     def push_weights(self, version: int) -> dict[str, float]:
         """Rank 0: the new policy weights (adapters only with LoRA) to every generation actor."""
-        from fnsft.actors.generation import push_policy_weights
+        from fnsft.actors.serving import push_policy_weights
 
         return push_policy_weights(self.roles.generation, self.policy, self.c.use_peft, version,
                                    self.c.verify_weight_sync)
