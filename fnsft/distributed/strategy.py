@@ -90,12 +90,14 @@ def _concrete_deepspeed(base: dict, micro_batch: int, world: int, clip: float) -
 
 # Collectives (no-ops on one worker) -------------------------------------------------------
 def active_dist():
+    """``torch.distributed`` when a process group of more than one rank is up, else ``None``."""
     import torch.distributed as dist
 
     return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
 
 
 def broadcast_object(obj, rank: int):
+    """Rank 0's ``obj`` (any picklable object) on every rank."""
     dist = active_dist()
     if dist is None:
         return obj
