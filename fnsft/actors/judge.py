@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from fnsft.actors.serving import ModelServer
+
 
 def option_token_ids(tokenizer, options: list[str]) -> dict[str, list[int]]:
     """Single-token spellings of each answer (``"A"``, ``" A"``, ``"Yes"``...).
@@ -31,38 +33,30 @@ def option_token_ids(tokenizer, options: list[str]) -> dict[str, list[int]]:
     return {o: sorted(ids) for o, ids in out.items() if ids}
 
 
-class JudgeActor:
-    """Answer judge prompts with probabilities over the answer options.
+class JudgeActor(ModelServer):
+    """Answer judge prompts with probabilities over the answer options (a :class:`ModelServer`).
 
     Args:
-        model: a :class:`~fnsft.models.handle.ModelHandle` or a model folder / hub id.
+        model: a :class:`~fnsft.models.handle.ModelHandle` or a model folder / hub id / ``builtin:``.
         batch_size: judge prompts per forward pass; ``max_length``: prompt tokens kept (the end).
     """
 
     def __init__(self, model, dtype: str = "auto", batch_size: int = 16, max_length: int = 1024,
                  apply_chat_template: bool = True, replica: int = 0):
-        import torch
-
-        import transformers
-
         from fnsft.models.handle import ModelHandle
-        from fnsft.models.loading import load_tokenizer, resolve_torch_dtype
+        from fnsft.models.loading import load_tokenizer
 
-        transformers.logging.set_verbosity_error()
         if isinstance(model, str):
             from fnsft.models.spec import resolve_model_path
 
             model = ModelHandle(source=resolve_model_path(model))
-        self.replica = replica
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(model, dtype=dtype, batch_size=batch_size, replica=replica)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
         self.tokenizer = load_tokenizer(model.source, model.trust_remote_code)
-        self.model = model.load(dtype=resolve_torch_dtype(dtype, self.device.type == "cuda")).to(self.device).eval()
-        self.batch_size, self.max_length = batch_size, max_length
+        self.max_length = max_length
         self.apply_chat_template = apply_chat_template
         self._options: dict[tuple, dict[str, list[int]]] = {}
-
-    def ready(self) -> bool:
-        return True
 
     def option_probs(self, texts: list[str], options: list[str]) -> list[dict]:
         """Per judge prompt: ``{"probs": {option: P(option is the next token)}, "mass": Σ, "latency_s"}``.
@@ -81,9 +75,9 @@ class JudgeActor:
         out = []
         # Left-cut: the question and the answer instruction sit at the end of a judge prompt.
         all_ids = [ids[-self.max_length:] for ids in encode_prompts(self.tokenizer, texts, self.apply_chat_template)]
-        for start in range(0, len(texts), self.batch_size):
+        for rows in self.batches(len(texts)):
             t0 = time.perf_counter()
-            encoded = all_ids[start:start + self.batch_size]
+            encoded = all_ids[rows]
             ids, mask = pad_sequences(encoded, self.tokenizer.pad_token_id, "left")
             ids_t, mask_t = torch.as_tensor(ids, device=self.device), torch.as_tensor(mask, device=self.device)
             position_ids = (mask_t.cumsum(-1) - 1).clamp(min=0)

@@ -160,7 +160,7 @@ class RLAIFStage(RLStage):
         """Greedy answers of the input and the trained policy to the held-out prompts, judged."""
         import time
 
-        from fnsft.distributed.console import say
+        from fnsft.utils.console import say
         from fnsft.judges.winrate import win_rate
 
         c = self.config
