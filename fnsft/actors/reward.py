@@ -67,10 +67,17 @@ class RewardActor:
         apply_chat_template: format (prompt, completion) with the reward model's chat template.
     """
 
-    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0):
+    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0,
+                 judge=None, judge_weight: float = 1.0, pairs_path: Optional[str] = None, pairs_group: int = 0):
         from fnsft.rl.rewards import rule_function
 
         self.replica = replica
+        # RLAIF: a :class:`fnsft.judges.base.Judge` (pointwise/binary) scores every completion,
+        # normalised to [0, 1]; a masked judgement takes its row out of the update.
+        self.judge, self.judge_weight = judge, float(judge_weight)
+        self._judge_seen = None
+        # RLAIF mode preference: the pairs the loop's DPO step uses, also kept as a DPO dataset.
+        self.pairs_path, self.pairs_group = pairs_path, pairs_group
         self.terms: list[tuple[str, float, Any, dict]] = []
         for spec in specs:
             if spec.type == "model":
@@ -85,6 +92,9 @@ class RewardActor:
     def score(self, prompts: list, completions: list[str], columns: Optional[dict[str, list]] = None,
               completion_ids: Optional[list[list[int]]] = None) -> dict[str, Any]:
         """``{"rewards": [...], "components": {label: [...]}, "seconds": {label: s}}``.
+
+        With a judge, also ``masked`` (rows whose judgement failed: they must leave the update,
+        their reward is meaningless) and ``metrics`` (the judge's books since the last call).
 
         ``columns``: the dataset's extra columns, one entry per completion (``answer``...).
         ``rewards`` is the weighted sum; ``components`` the unweighted terms (for metrics).
@@ -104,4 +114,48 @@ class RewardActor:
             components[label] = call_reward(fn, ps, completions, columns, fixed, label)
             seconds[label] = time.perf_counter() - t0
         weights = {label: w for label, w, _, _ in self.terms}
-        return {"rewards": weighted_sum(components, weights), "components": components, "seconds": seconds}
+        out = {"rewards": weighted_sum(components, weights) if self.terms else [0.0] * len(completions),
+               "components": components, "seconds": seconds}
+        if self.judge is not None:
+            self._judge_term(prompts, completions, out)
+        if self.pairs_path and self.pairs_group > 1:
+            self._write_pairs(prompts, completions, out)
+        return out
+
+    def _write_pairs(self, prompts: list, completions: list[str], out: dict) -> None:
+        """Append this batch's (chosen, rejected) pairs — the loop picks the same ones — as jsonl rows
+        the DPO stage reads (``prompt``, ``chosen``, ``rejected``)."""
+        import json
+
+        from fnsft.rl.preference import preference_pairs
+
+        g = self.pairs_group
+        if len(prompts) % g or any(prompts[i] != prompts[i - i % g] for i in range(len(prompts))):
+            return  # not a training batch of groups (a held-out evaluation)
+        masked = out.get("masked") or [False] * len(completions)
+        pairs = preference_pairs(out["rewards"], [not m for m in masked], g)
+        with open(self.pairs_path, "a", encoding="utf-8") as f:
+            for w, l in pairs:
+                f.write(json.dumps({"prompt": prompts[w], "chosen": completions[w], "rejected": completions[l],
+                                    "score_chosen": out["rewards"][w], "score_rejected": out["rewards"][l]},
+                                   ensure_ascii=False) + "\n")
+
+    def _judge_term(self, prompts: list, completions: list[str], out: dict) -> None:
+        from fnsft.judges.base import delta, summarize
+
+        t0 = time.perf_counter()
+        scores = self.judge.pointwise(prompts, completions)
+        out["seconds"]["judge"] = time.perf_counter() - t0
+        masked = [s is None for s in scores]
+        known = [s for s in scores if s is not None]
+        fill = sum(known) / len(known) if known else 0.0  # a placeholder: masked rows get no gradient
+        out["components"]["judge"] = [fill if s is None else s for s in scores]
+        out["rewards"] = [r + self.judge_weight * j for r, j in zip(out["rewards"], out["components"]["judge"])]
+        out["masked"] = masked
+        now = self.judge.counters()
+        out["metrics"] = summarize(delta(now, self._judge_seen))
+        self._judge_seen = now
+
+    def judge_stats(self) -> dict:
+        """The judge's cumulative metrics (``{}`` without a judge)."""
+        return self.judge.stats() if self.judge is not None else {}

@@ -56,6 +56,7 @@ def launch_roles(
     generation_kwargs: dict,
     reward: Optional[RoleResources] = None,
     reward_specs: Optional[list] = None,
+    reward_kwargs: Optional[dict] = None,
     reference: Optional[RoleResources] = None,
     dtype: str = "auto",
     apply_chat_template: bool = True,
@@ -64,7 +65,8 @@ def launch_roles(
     """Reserve one placement group for all roles, start the actors, wait until they are ready.
 
     ``generation_kwargs`` go to :class:`~fnsft.actors.generation.GenerationActor` (``lora``,
-    ``engine``, ``chat_template``, ``batch_size``...). ``reward``/``reference`` ``None``: no
+    ``engine``, ``chat_template``, ``batch_size``...); ``reward_kwargs`` to
+    :class:`~fnsft.actors.reward.RewardActor` (RLAIF's ``judge``). ``reward``/``reference`` ``None``: no
     such actor. ``wait=False`` returns while the actors still load their models, so the Train
     job can start meanwhile; call :meth:`Roles.wait_ready` before the first rollout.
     """
@@ -84,7 +86,7 @@ def launch_roles(
         i = 1
         if reward is not None:
             roles.reward = ActorGroup(RewardActor, reward, args=(reward_specs,),
-                                      kwargs={"apply_chat_template": apply_chat_template},
+                                      kwargs={"apply_chat_template": apply_chat_template, **(reward_kwargs or {})},
                                       pg=pg, bundle_offset=offsets[i], name=f"{name}-reward")
             i += 1
         if reference is not None:

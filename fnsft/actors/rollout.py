@@ -28,6 +28,8 @@ class Rollout:
     components: dict[str, list[float]] = field(default_factory=dict)
     truncated: list[bool] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. the judge's books for this batch
+    masked: list[bool] = field(default_factory=list)  # rows left out of the update (failed judgements)
 
     def __len__(self) -> int:
         return len(self.completions)
@@ -65,6 +67,8 @@ def collect_rollout(roles, rows: list[dict], *, num_generations: int, sampling: 
         ref_ref = roles.reference.actors[0].logprobs.remote(arrays, reference_temperature) \
             if len(roles.reference) == 1 else None
     components: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    masked: list[bool] = []
     scores = np.zeros(len(prompts), np.float32)
     if roles.reward is not None:
         import ray
@@ -72,6 +76,11 @@ def collect_rollout(roles, rows: list[dict], *, num_generations: int, sampling: 
         out = ray.get(roles.reward.actors[0].score.remote(prompts, gen["texts"], columns, gen["completion_ids"]))
         scores = np.asarray(out["rewards"], np.float32)
         components = out["components"]
+        metrics = out.get("metrics", {})
+        masked = out.get("masked", [])
+        if any(masked):
+            # A failed judgement is no reward at all (never 0): its row leaves every loss term.
+            arrays["completion_mask"][np.asarray(masked, bool)] = 0
         timings["reward_s"] = time.perf_counter() - t0
     if use_reference_actor and roles.reference is not None:
         import ray
@@ -87,4 +96,4 @@ def collect_rollout(roles, rows: list[dict], *, num_generations: int, sampling: 
     timings["scoring_s"] = time.perf_counter() - t0
     arrays["scores"] = scores
     return Rollout(arrays=arrays, prompts=prompts, completions=gen["texts"], components=components,
-                   truncated=gen["truncated"], timings=timings)
+                   truncated=gen["truncated"], timings=timings, metrics=metrics, masked=masked)

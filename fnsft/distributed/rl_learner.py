@@ -68,8 +68,8 @@ class RLLearner:
         own log-probs (detached) are the old ones, as in TRL's GRPO; the extra pass is skipped
         unless the KL to the reference goes into the reward, which advantages need first.
         """
-        if self.spec.uses_critic or self.spec.policy_update == "natural":
-            return True
+        if self.spec.uses_critic or self.spec.policy_update in ("natural", "dpo"):
+            return True  # dpo: the pair weights need log π − log π_ref before the step
         epochs, n_mb = self.passes()
         kl_in_reward = self.settings.kl_in_reward and self.ref_mode is not None and self.kl_ctl.value > 0
         return epochs * n_mb > 1 or kl_in_reward
@@ -109,6 +109,7 @@ class RLLearner:
                                  ref, full.get("old_values"), kl_coef)
         full.update(adv)
         stats: dict[str, float] = {"old_pass_s": old_pass_s, "kl_coef": kl_coef}
+        stats.update({k: float(v) for k, v in adv.items() if k.startswith("dpo_")})
         if ref is not None and "old_logprobs" in full:
             stats["kl"] = float(sequence_kl(full["old_logprobs"], ref, mask, "k1").mean())
         stats["advantage_std"] = float(full["advantages"].std()) if full["advantages"].numel() > 1 else 0.0

@@ -42,6 +42,7 @@ class RLReport:
                "eval/response_length": float(np.mean(r.arrays["completion_mask"].sum(axis=1)))}
         out.update({f"eval/{label}": float(np.mean(v)) for label, v in r.components.items()})
         seconds = time.perf_counter() - t0
+        self.eval_texts[iteration] = list(r.completions)  # RLAIF judges the first against the last
         self.evals.append({"iteration": iteration, **out, "eval_s": seconds,
                            "samples": [{"prompt": str(p)[:200], "completion": t[:200]}
                                        for p, t in zip(r.prompts[:3], r.completions[:3])]})
@@ -66,6 +67,7 @@ class RLReport:
         }
         for label, values in rollout.components.items():
             m[f"reward/{label}"] = float(np.mean(values))
+        m.update(rollout.metrics)  # e.g. judge/score_mean, judge/masked_share, judge/calls (RLAIF)
         m.update({k: v for k, v in stats.items()})
         m.update({f"time/{k}": v for k, v in timings.items()})
         m["sample_completion"] = rollout.completions[0][:200] if rollout.completions else ""
@@ -75,7 +77,8 @@ class RLReport:
         parts = [f"[{self.job.stage_name}] iter {m['iteration']}/{self.num_iterations}",
                  f"reward={m['reward_mean']:.3f}±{m['reward_std']:.3f}"]
         for key, fmt in (("kl", "kl={:.4f}"), ("entropy", "entropy={:.2f}"), ("clip_fraction", "clip={:.3f}"),
-                         ("value_loss", "vloss={:.4f}"), ("trpo_kl", "step_kl={:.4f}")):
+                         ("value_loss", "vloss={:.4f}"), ("trpo_kl", "step_kl={:.4f}"),
+                         ("dpo_accuracy", "dpo_acc={:.2f}"), ("judge/masked_share", "judge_masked={:.2f}")):
             if key in m:
                 parts.append(fmt.format(m[key]))
         parts.append(f"len={m['response_length']:.1f}")
@@ -135,6 +138,10 @@ class RLReport:
             with open(eval_path, "w") as f:
                 json.dump(self.evals, f, indent=1)
             artifacts["rl_eval"] = eval_path
+            answers_path = os.path.join(c.output_dir, "rl_eval_answers.json")
+            with open(answers_path, "w") as f:
+                json.dump({str(k): v for k, v in self.eval_texts.items()}, f)
+            artifacts["rl_eval_answers"] = answers_path
         series = {key: [(x["iteration"], x[key]) for x in self.history if key in x]
                   for key in ("reward_mean", "kl", "entropy", "response_length")}
         series["eval_reward"] = [(x["iteration"], x["eval/reward"]) for x in self.evals]

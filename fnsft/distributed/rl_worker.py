@@ -64,10 +64,11 @@ class RLTrainer(RLLearner, RLReport):
             clip_range=c.clip_range, clip_range_value=c.clip_range_value, vf_coef=c.vf_coef,
             entropy_coef=c.entropy_coef, kl_in_reward=c.kl_in_reward_resolved, kl_estimator=c.kl_estimator,
             gamma=c.gamma, lam=c.lam, num_generations=c.num_generations,
-            whiten_advantages=c.whiten_advantages, loss_agg=c.loss_agg)
+            whiten_advantages=c.whiten_advantages, loss_agg=c.loss_agg, beta=c.beta)
         self.num_iterations = c.max_steps if c.max_steps > 0 else c.num_iterations
         self.history: list[dict] = []
         self.evals: list[dict] = []  # held-out evaluations (iteration 0 = before training)
+        self.eval_texts: dict[int, list[str]] = {}  # every greedy held-out answer, per evaluated iteration
         self.start_iteration = 0  # > 0 after a restart from a checkpoint
         self.timings: dict[str, float] = {}
         self.kl_ctl = self._kl_controller()

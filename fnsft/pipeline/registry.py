@@ -21,6 +21,7 @@ BUILTIN_STAGES = {
     "sft": "fnsft.stages.sft:SFTStage",
     "dpo": "fnsft.stages.dpo:DPOStage",
     "rl": "fnsft.stages.rl:RLStage",
+    "rlaif": "fnsft.stages.rlaif:RLAIFStage",
 }
 
 _registered: dict[str, type] = {}

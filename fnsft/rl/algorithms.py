@@ -24,8 +24,8 @@ class AlgoSpec:
         multiple_epochs: the policy update may reuse a batch for several epochs/minibatches
             (needs an importance ratio with clipping); otherwise one on-policy update per batch.
         policy_update: ``"clipped"`` (:func:`~fnsft.rl.ppo_policy_loss` /
-            :func:`~fnsft.rl.grpo_loss`), ``"vanilla"`` (:func:`~fnsft.rl.a2c_policy_loss`) or
-            ``"natural"`` (:func:`~fnsft.rl.trpo_step`).
+            :func:`~fnsft.rl.grpo_loss`), ``"vanilla"`` (:func:`~fnsft.rl.a2c_policy_loss`),
+            ``"natural"`` (:func:`~fnsft.rl.trpo_step`) or ``"dpo"`` (:mod:`fnsft.rl.preference`).
         description: one line for docs and ``--help``.
     """
 
@@ -58,6 +58,11 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     "rloo": AlgoSpec(
         name="rloo", uses_critic=False, needs_groups=True, multiple_epochs=False, policy_update="vanilla",
         description="RLOO: REINFORCE with a leave-one-out group baseline, no critic.",
+    ),
+    "online_dpo": AlgoSpec(
+        name="online_dpo", uses_critic=False, needs_groups=True, multiple_epochs=False, policy_update="dpo",
+        description="Online DPO: the best and worst scored completion of each prompt are a preference pair; "
+        "one DPO step (beta) per batch against the reference.",
     ),
 }
 

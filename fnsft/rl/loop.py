@@ -42,6 +42,7 @@ class LossSettings:
     num_generations: int = 1
     whiten_advantages: bool = True
     loss_agg: str = "token"
+    beta: float = 0.1  # online_dpo
 
 
 def sequence_kl(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, kind: str = "k1") -> Tensor:
@@ -65,8 +66,17 @@ def compute_advantages(
     With ``s.kl_in_reward`` and a reference, ``kl_coef`` times the KL estimate is subtracted
     from the reward: per token for GAE, summed per sequence for the group baselines.
     """
-    use_kl = s.kl_in_reward and ref_logprobs is not None and kl_coef > 0
     out: dict[str, Tensor] = {}
+    if spec.policy_update == "dpo":
+        from fnsft.rl.preference import dpo_row_weights
+
+        if ref_logprobs is None or old_logprobs is None:
+            raise ValueError("online_dpo needs the policy's and the reference's log-probs")
+        weights, st = dpo_row_weights(old_logprobs, ref_logprobs, mask, scores.float(), s.num_generations, s.beta)
+        out.update(advantages=weights, sequence_rewards=scores.float(),
+                   **{k: torch.tensor(v) for k, v in st.items()})
+        return out
+    use_kl = s.kl_in_reward and ref_logprobs is not None and kl_coef > 0
     if spec.uses_critic:
         if values is None:
             raise ValueError(f"{spec.name} needs the critic's values")
@@ -109,7 +119,12 @@ def policy_objective(
     ref = mb.get("ref_logprobs")
     kl_in_loss = not s.kl_in_reward and ref is not None and kl_coef > 0
     stats: dict[str, Tensor] = {}
-    if spec.name == "grpo":
+    if spec.policy_update == "dpo":  # the reference enters through the pair weights, not a KL term
+        from fnsft.rl.preference import dpo_policy_loss
+
+        loss, _ = dpo_policy_loss(logprobs, mb["advantages"], mask)
+        kl_in_loss = False
+    elif spec.name == "grpo":
         loss, st = grpo_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, s.clip_range,
                              ref_logprobs=ref if kl_in_loss else None, kl_coef=kl_coef if kl_in_loss else 0.0,
                              loss_agg=s.loss_agg)

@@ -62,7 +62,7 @@ class RLConfig(TrainStageConfig):
         metadata={"help": "Prompts: .jsonl/.json/.csv/.parquet with a prompt/question/problem/messages column; "
                           "other columns are passed to reward functions."})
     column_mapping: dict[str, str] = field(default_factory=dict, metadata={"help": "Rename columns first."})
-    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo."})
+    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo | online_dpo."})
     num_iterations: int = field(default=100, metadata={"help": "RL iterations (max_steps > 0 overrides it)."})
     prompts_per_iteration: int = field(default=8, metadata={"help": "Prompts sampled per iteration."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (>= 2 for grpo/rloo)."})
@@ -87,6 +87,7 @@ class RLConfig(TrainStageConfig):
     trpo_damping: float = field(default=0.1, metadata={"help": "TRPO Fisher damping."})
     backtrack_iters: int = field(default=10, metadata={"help": "TRPO line-search steps."})
     critic_learning_rate: Optional[float] = field(default=None, metadata={"help": "TRPO critic LR (default learning_rate)."})
+    beta: float = field(default=0.1, metadata={"help": "online_dpo: the DPO beta (strength of the reference)."})
     kl_coef: float = field(default=0.05, metadata={"help": "KL-to-reference coefficient (initial value when adaptive)."})
     kl_target: Optional[float] = field(default=None, metadata={"help": "Adaptive KL: target per-sequence KL (null: fixed)."})
     kl_horizon: float = field(default=10000.0, metadata={"help": "Adaptive KL horizon (samples)."})
@@ -123,6 +124,8 @@ class RLConfig(TrainStageConfig):
 
     @property
     def needs_reference(self) -> bool:
+        if self.algorithm.lower() == "online_dpo":  # the DPO loss is relative to the reference
+            return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
 
     def sampling(self) -> dict[str, Any]:
@@ -151,7 +154,7 @@ class RLStage(TrainStage):
             spec = get_algorithm(c.algorithm)
         except ConfigError as e:
             raise ConfigError(f"{key}.algorithm: {e}".replace("unknown rl.algorithm", "unknown algorithm")) from None
-        self.reward_specs = parse_reward_specs(c.rewards, f"{key}.rewards")
+        self.reward_specs = self.parse_rewards()
         positive = ("num_iterations", "prompts_per_iteration", "num_generations", "max_new_tokens", "ppo_epochs",
                     "num_mini_batches", "cg_iters", "backtrack_iters")
         for name in positive:
@@ -170,6 +173,10 @@ class RLStage(TrainStage):
             raise ConfigError(f"{key}.kl_coef: must be >= 0 (got {c.kl_coef})")
         if c.kl_target is not None and c.kl_target <= 0:
             raise ConfigError(f"{key}.kl_target: must be > 0 for adaptive KL, or null for a fixed kl_coef")
+        if spec.policy_update == "dpo" and c.reference.mode == "none":
+            raise ConfigError(f"{key}.reference.mode: online_dpo compares the policy with a reference; use auto")
+        if spec.policy_update == "dpo" and c.beta <= 0:
+            raise ConfigError(f"{key}.beta: must be > 0 (got {c.beta})")
         if c.reference.mode == "policy" and not c.use_peft:
             raise ConfigError(f"{key}.reference.mode: 'policy' (adapters disabled) needs use_peft: true; use actor")
         if c.generation.num_replicas < 1:
@@ -190,6 +197,24 @@ class RLStage(TrainStage):
             self._check_prompts(c.eval_dataset_path, f"{key}.eval_dataset_path")
         if c.eval_max_new_tokens is not None and c.eval_max_new_tokens < 1:
             raise ConfigError(f"{key}.eval_max_new_tokens: must be >= 1 (got {c.eval_max_new_tokens})")
+
+    def parse_rewards(self) -> list:
+        """The checked ``rewards`` terms (RLAIF allows none: its judge is the reward)."""
+        from fnsft.rl.rewards import parse_reward_specs
+
+        return parse_reward_specs(self.config.rewards, f"{self.key}.rewards")
+
+    # Hooks for stages built on this one (RLAIF) ------------------------------------------
+    def reward_role_kwargs(self, model, dtype: str) -> dict:
+        """Extra arguments of the reward actor (RLAIF: its judge); start what they need here."""
+        return {}
+
+    def after_train_job(self, roles, out: dict) -> None:
+        """Called with the role actors still alive, after the Train job handed back."""
+
+    def finish(self, result: StageResult, model, splits: dict) -> StageResult:
+        """Last words on the result (RLAIF: the win rate); stop what ``reward_role_kwargs`` started."""
+        return result
 
     def _check_prompts(self, path: str, key: str) -> None:
         from fnsft.data.files import is_local_path, read_first_rows
@@ -269,11 +294,11 @@ class RLStage(TrainStage):
         from fnsft.distributed.train_job import TrainJob, run_train_job
         from fnsft.models.loading import lora_config
         from fnsft.rl import get_algorithm
-        from fnsft.rl.rewards import parse_reward_specs
 
         c = self.config
         spec = get_algorithm(c.algorithm)
-        specs = getattr(self, "reward_specs", None) or parse_reward_specs(c.rewards, f"{self.key}.rewards")
+        specs = getattr(self, "reward_specs", None)
+        specs = specs if specs is not None else self.parse_rewards()
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
         splits = self.prompt_splits()
@@ -285,6 +310,7 @@ class RLStage(TrainStage):
                  "plain torch (TRPO)" if spec.policy_update == "natural"
                  else "DeepSpeed " + describe_deepspeed(ds, res.num_workers), ref_mode or "none")
         gen = c.generation
+        reward_kwargs = self.reward_role_kwargs(model, dtype)
         roles = launch_roles(
             model, name=self.stage_name, dtype=dtype, apply_chat_template=c.apply_chat_template,
             generation=RoleResources(gen.num_replicas, gen.num_cpus, gen.num_gpus),
@@ -292,6 +318,7 @@ class RLStage(TrainStage):
                                "chat_template": c.chat_template, "batch_size": gen.batch_size,
                                "vllm_kwargs": gen.vllm_kwargs},
             reward=RoleResources(c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus), reward_specs=specs,
+            reward_kwargs=reward_kwargs,
             reference=RoleResources(c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus)
             if ref_mode == "actor" else None, wait=False)
         try:
@@ -305,6 +332,7 @@ class RLStage(TrainStage):
             storage = (ray_cfg.storage_path if ray_cfg and ray_cfg.storage_path
                        else os.path.join(os.path.dirname(c.output_dir), "ray_train"))
             out = run_train_job(job, rl_train_worker, res, storage)
+            self.after_train_job(roles, out)
         finally:
             roles.shutdown()
         path = out.get("path")
@@ -313,8 +341,9 @@ class RLStage(TrainStage):
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}
         metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"]}
-        return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
-                           model_path=path, timings=timings)
+        result = StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
+                             model_path=path, timings=timings)
+        return self.finish(result, model, splits)
 
     def _reference_mode(self) -> Optional[str]:
         c = self.config

@@ -7,11 +7,12 @@ from fnsft.rl import ALGORITHMS, get_algorithm
 
 
 def test_registry_covers_the_five_algorithms():
-    assert set(ALGORITHMS) == {"ppo", "a2c", "trpo", "grpo", "rloo"}
+    # the five RL algorithms, plus online DPO (RLAIF's mode preference; any reward can rank)
+    assert set(ALGORITHMS) == {"ppo", "a2c", "trpo", "grpo", "rloo", "online_dpo"}
     for name, spec in ALGORITHMS.items():
         assert spec.name == name
         assert not (spec.uses_critic and spec.needs_groups)
-        assert spec.policy_update in {"clipped", "vanilla", "natural"}
+        assert spec.policy_update in {"clipped", "vanilla", "natural", "dpo"}
     assert get_algorithm("PPO").uses_critic
     assert not get_algorithm("grpo").uses_critic
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -51,7 +51,8 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     assert ("value_loss" in stats) == spec.uses_critic
     assert ("clip_fraction" in stats) == (spec.policy_update == "clipped")
     # KL goes to the loss only when it is not in the reward (grpo_loss reports its own "kl").
-    assert ("kl_loss" in stats) == (not kl_in_reward and name != "grpo")
+    # (online_dpo: the reference is inside the DPO pair weights, never a KL term.)
+    assert ("kl_loss" in stats) == (not kl_in_reward and name not in ("grpo", "online_dpo"))
 
 
 def test_kl_in_reward_lowers_group_rewards():

@@ -1,0 +1,270 @@
+"""One judge interface over every backend (YAML ``judge:``): pointwise, pairwise, binary.
+
+:class:`Judge` renders the template, picks principles and the order answers are shown in,
+looks every judgement up in the cache (keyed by judge identity, template, inputs and order),
+sends only the missing ones to its backend in one batch, and keeps the books (calls, cache
+hits, masked share, ties, position consistency, latency, tokens). A parse failure or a failed
+call is ``None`` — masked, counted — never a score of 0.
+
+A backend has ``identity`` (a string that changes when its verdicts would) and
+``judge(items, kind) -> list[Outcome]``; each item holds ``text`` (the rendered judge prompt)
+and the raw ``prompt``/``response`` (``first``/``second`` for pairwise) for function judges.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from fnsft.errors import BudgetExhausted
+from fnsft.judges.settings import JudgeSettings
+
+
+class JudgeBudgetExhausted(BudgetExhausted):
+    """``max_judge_calls`` is spent; every judgement made so far is in the cache."""
+
+
+class _MemoryCache(dict):
+    """The cache of a judge without an output folder (tests, notebooks)."""
+
+    def put(self, key: str, value) -> None:
+        self[key] = value
+
+
+@dataclass
+class Outcome:
+    """A backend's answer to one judge prompt: the verdict in the kind's own scale, or None."""
+
+    value: Optional[float]
+    error: Optional[str] = None  # a failed call (not cached: a rerun asks again)
+    tokens: int = 0
+    latency_s: float = 0.0
+    reply: str = ""
+
+
+@dataclass
+class _Counters:
+    judgements: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    masked: int = 0
+    errors: int = 0
+    pairs: int = 0
+    ties: int = 0
+    both_orders: int = 0
+    consistent: int = 0
+    latency_s: float = 0.0
+    tokens: int = 0
+    values: list = field(default_factory=list)
+
+
+def summarize(c: dict) -> dict[str, float]:
+    """Readable judge metrics from raw counters (cumulative, or a difference of two snapshots)."""
+    n = max(c["judgements"], 1)
+    values = [v for v in c.get("values", []) if v is not None]
+    out = {"judge/judgements": float(c["judgements"]), "judge/calls": float(c["calls"]),
+           "judge/cache_hits": float(c["cache_hits"]), "judge/masked_share": c["masked"] / n,
+           "judge/errors": float(c["errors"]), "judge/tokens": float(c["tokens"]),
+           "judge/latency_s": c["latency_s"] / max(c["calls"], 1)}
+    if values:
+        mean = sum(values) / len(values)
+        out["judge/score_mean"] = mean
+        out["judge/score_std"] = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    if c["pairs"]:
+        out["judge/tie_share"] = c["ties"] / c["pairs"]
+    if c["both_orders"]:
+        out["judge/position_consistency"] = c["consistent"] / c["both_orders"]
+    return out
+
+
+class Judge:
+    """Score or compare responses with an AI judge (see the module docstring).
+
+    Args:
+        settings: the ``judge:`` section (already checked).
+        backend: a function, local-actor or API backend (:func:`fnsft.judges.build_judge`).
+        cache_path: the jsonl cache under the stage's output folder (``None``: memory only).
+        principles: the constitution, when there is one.
+    """
+
+    def __init__(self, settings: JudgeSettings, backend, cache_path: Optional[str] = None,
+                 principles: Optional[list[str]] = None, template_text: Optional[str] = None,
+                 key: str = "judge"):
+        from fnsft.judges.templates import resolve_template
+
+        self.settings = settings
+        self.key = key  # the YAML path named in messages (stage_configs.rlaif.judge)
+        self.backend = backend
+        self.cache_path = cache_path
+        self.principles = list(principles or settings.principles or [])
+        self.template = template_text or (resolve_template(settings.template, settings.kind)
+                                          if settings.type != "function" else "")
+        self._cache = None
+        self._counters = _Counters()
+
+    def __getstate__(self):  # travels to a reward actor: reopen the cache there
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        state["_counters"] = _Counters()
+        return state
+
+    @property
+    def kind(self) -> str:
+        return self.settings.kind
+
+    @property
+    def cache(self):
+        if self._cache is None:
+            from fnsft.actors.call_cache import CallCache
+
+            self._cache = CallCache(self.cache_path) if self.cache_path else _MemoryCache()
+        return self._cache
+
+    # Public API ---------------------------------------------------------------------------
+    def pointwise(self, prompts: Sequence[str], responses: Sequence[str], normalise: bool = True) -> list[Optional[float]]:
+        """One score per response (``kind: pointwise`` or ``binary``); in [0, 1] when ``normalise``
+        (pointwise: ``(score - low) / (high - low)``; binary: P(yes) already), else on ``score_range``.
+        """
+        if self.kind == "pairwise":
+            raise ValueError("a pairwise judge compares two responses: call pairwise()")
+        values = self._run([(p, r, None) for p, r in zip(prompts, responses)])
+        self._count_values(values)
+        if not normalise or self.kind == "binary":
+            return values
+        lo, hi = self.settings.score_range
+        return [None if v is None else (v - lo) / (hi - lo) for v in values]
+
+    def pairwise(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> list[Optional[float]]:
+        """P(``a[i]`` is better than ``b[i]``) per item, with the configured position debiasing.
+
+        ``both_orders`` asks (a, b) and (b, a) and averages ``p_ab`` with ``1 - p_ba`` (one order
+        alone when the other is masked; ``None`` when both are); ``random`` shows one order
+        chosen per item (deterministically, so reruns hit the cache); ``none`` shows (a, b).
+        """
+        if self.kind != "pairwise":
+            raise ValueError(f"a {self.kind} judge scores one response at a time: call pointwise()")
+        mode = self.settings.position_debias
+        items, plan = [], []
+        for p, x, y in zip(prompts, a, b):
+            if mode == "both_orders":
+                plan.append((len(items), len(items) + 1))
+                items += [(p, x, y), (p, y, x)]
+            else:
+                swap = mode == "random" and self._rng(p, x, y, "order").random() < 0.5
+                plan.append((None, len(items)) if swap else (len(items), None))
+                items.append((p, y, x) if swap else (p, x, y))
+        values = self._run(items)
+        c = self._counters
+        out: list[Optional[float]] = []
+        for ab, ba in plan:
+            v_ab = values[ab] if ab is not None else None
+            v_ba = values[ba] if ba is not None else None
+            if ab is not None and ba is not None and v_ab is not None and v_ba is not None:
+                c.both_orders += 1
+                c.consistent += int((v_ab - 0.5) * (v_ba - 0.5) < 0)
+            parts = ([v_ab] if v_ab is not None else []) + ([1.0 - v_ba] if v_ba is not None else [])
+            pref = sum(parts) / len(parts) if parts else None
+            if pref is not None:
+                c.pairs += 1
+                c.ties += int(abs(pref - 0.5) < 1e-6)
+            out.append(pref)
+        self._count_values(out)
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        """Raw cumulative counters (subtract two snapshots with :func:`delta` for one iteration)."""
+        c = self._counters
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in c.__dict__.items()}
+
+    def stats(self) -> dict[str, float]:
+        """Cumulative metrics: calls, cache hits, masked share, tie share, position consistency,
+        mean latency per call, tokens, score mean/std."""
+        return summarize(self.counters())
+
+    # Internals ----------------------------------------------------------------------------
+    def _count_values(self, values: list) -> None:
+        self._counters.values.extend(values)
+
+    def _rng(self, *parts) -> random.Random:
+        from fnsft.actors.call_cache import cache_key
+
+        return random.Random(cache_key(self.settings.seed, *parts))
+
+    def _principles_for(self, prompt: str, first: str, second: Optional[str]) -> str:
+        if not self.principles:
+            return ""
+        if self.settings.principle_sampling == "all":
+            chosen = self.principles
+        else:  # one per judgement, the same for both orders of a pair
+            pair = sorted([first, second or ""])
+            chosen = [self._rng(prompt, *pair, "principle").choice(self.principles)]
+        return "\n".join(f"- {p}" for p in chosen)
+
+    def _item(self, prompt: str, first: str, second: Optional[str]) -> dict:
+        from fnsft.judges.templates import render
+
+        lo, hi = self.settings.score_range
+        principles = self._principles_for(prompt, first, second)
+        values = {"prompt": prompt, "principles": principles, "score_min": str(lo), "score_max": str(hi)}
+        if second is None:
+            values["response"] = first
+        else:
+            values.update(response_a=first, response_b=second)
+        text = render(self.template, values) if self.template else ""
+        return {"prompt": prompt, "first": first, "second": second, "principles": principles, "text": text}
+
+    def _key(self, item: dict) -> str:
+        from fnsft.actors.call_cache import cache_key
+
+        s = self.settings
+        return cache_key(self.backend.identity, s.kind, list(s.score_range), self.template,
+                         item["principles"], item["prompt"], item["first"], item["second"])
+
+    def _run(self, triples: list[tuple]) -> list[Optional[float]]:
+        """Verdicts (the kind's own scale) for (prompt, first, second) triples; cache first."""
+        from fnsft.actors.modeling import prompt_text
+
+        c = self._counters
+        items = [self._item(prompt_text(p), str(f), None if s is None else str(s)) for p, f, s in triples]
+        keys = [self._key(it) for it in items]
+        values: list[Optional[float]] = [None] * len(items)
+        todo = []
+        for i, k in enumerate(keys):
+            hit = self.cache.get(k)
+            if hit is not None:
+                values[i] = hit.get("value")
+                c.cache_hits += 1
+            else:
+                todo.append(i)
+        c.judgements += len(items)
+        cap = self.settings.max_judge_calls
+        allowed = todo if not cap else todo[:max(0, cap - c.calls)]
+        if allowed:
+            t0 = time.perf_counter()
+            outcomes = self.backend.judge([items[i] for i in allowed], self.kind)
+            elapsed = time.perf_counter() - t0
+            c.calls += len(allowed)
+            c.latency_s += sum(o.latency_s for o in outcomes) or elapsed
+            for i, o in zip(allowed, outcomes):
+                c.tokens += o.tokens
+                values[i] = o.value
+                if o.error:
+                    c.errors += 1
+                else:  # a parse failure is cached too (same inputs, same reply); a failed call is not
+                    self.cache.put(keys[i], {"value": o.value, "reply": o.reply[:200]})
+        c.masked += sum(v is None for v in values)
+        if len(allowed) < len(todo):
+            raise JudgeBudgetExhausted(
+                f"{self.key}.max_judge_calls: the budget of {cap} judge calls is spent ({len(todo) - len(allowed)} "
+                f"judgements left undone); the {len(self.cache)} judgements made are kept in "
+                f"{self.cache_path or 'memory'} and a rerun with a higher cap reuses them")
+        return values
+
+
+def delta(now: dict, before: Optional[dict]) -> dict:
+    """Counters accumulated between two :meth:`Judge.counters` snapshots."""
+    if before is None:
+        return now
+    return {k: (now[k][len(before[k]):] if isinstance(now[k], list) else now[k] - before[k]) for k in now}
