@@ -21,6 +21,7 @@ BUILTIN_STAGES = {
     "sft": "fnsft.stages.sft:SFTStage",
     "dpo": "fnsft.stages.dpo:DPOStage",
     "rl": "fnsft.stages.rl:RLStage",
+    "cot_distillation": "fnsft.stages.cot_distillation:CoTDistillationStage",
 }
 
 _registered: dict[str, type] = {}
