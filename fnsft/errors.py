@@ -22,3 +22,13 @@ class StageError(FnsftError):
     """A stage failed while running."""
 
     exit_code = 1
+
+
+class BudgetExhausted(FnsftError):
+    """A call budget (``max_calls``, a judge's ``max_judge_calls``) is spent.
+
+    Raised only after every answer already received is in the stage's cache, so a rerun with a
+    larger budget pays only for what is still missing.
+    """
+
+    exit_code = 1

@@ -32,3 +32,25 @@ def tiny_model_dir():
     from fnsft.models.builtin import materialize_builtin
 
     return materialize_builtin(TINY)
+
+
+# ---- OpenAI-compatible endpoints (owner: api; fnsft/actors/api_client.py) -------------------
+def _load_openai_fake():
+    # tests/ is not a package and pytest runs with --import-mode=importlib: load by path.
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openai_fake.py")
+    spec = importlib.util.spec_from_file_location("fnsft_tests_openai_fake", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fake_openai():
+    """A fresh local server in the OpenAI chat-completions format (tests/openai_fake.py):
+    ``.base_url``, ``.answer = fn(body)``, ``.push("429", "500", "garbage", "slow", "401")``,
+    ``.fault_for = fn(body)``, ``.requests``, ``.count``, ``.max_in_flight``."""
+    server = _load_openai_fake().FakeOpenAI()
+    yield server
+    server.close()
