@@ -69,6 +69,7 @@ def _ask(teacher, cache: CallCache, questions: list[str], hints: list[Optional[s
     missing = [j for j, ks in enumerate(keys) if any(k not in cache for k in ks)]
     if len(missing) < len(questions):
         say(f"[cot_distillation] {what}: {len(questions) - len(missing)} of {len(questions)} questions from the cache")
+    failed: dict[str, dict] = {}  # errors are not cached: a rerun asks again
     step = max(1, teacher.batch_size)
     for start in range(0, len(missing), step):
         chunk = missing[start:start + step]
@@ -76,11 +77,14 @@ def _ask(teacher, cache: CallCache, questions: list[str], hints: list[Optional[s
                                    hints=[hints[j] for j in chunk])
         for j, samples in zip(chunk, replies):
             for k, sample in zip(keys[j], samples):
-                cache.put(k, sample)  # after every batch: a crash loses at most this batch
+                if sample.get("text") is None:
+                    failed[k] = sample
+                else:
+                    cache.put(k, sample)  # after every batch: a crash loses at most this batch
         done = min(start + step, len(missing))
         if done == len(missing) or (start // step) % 10 == 0:
             say(f"[cot_distillation] {what}: teacher answered {done}/{len(missing)} questions")
-    return [[cache.get(k) for k in ks] for ks in keys], len(missing) * n
+    return [[failed.get(k) or cache.get(k) for k in ks] for ks in keys], len(missing) * n
 
 
 def _judge(row: dict, samples: list[dict], s: DistillSettings) -> list[dict]:

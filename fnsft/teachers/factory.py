@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fnsft.errors import ConfigError
@@ -35,12 +34,17 @@ def check_teacher(c: Any, key: str) -> None:
         if c.teacher_resources.num_replicas < 1:
             raise ConfigError(f"{key}.teacher_resources.num_replicas: must be >= 1")
     else:
-        if not (c.teacher_base_url or os.environ.get("OPENAI_BASE_URL")):
-            raise ConfigError(f"{key}.teacher_base_url: the api teacher needs an endpoint; set teacher_base_url "
-                              "(e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1) or OPENAI_BASE_URL")
-        env = c.api_key_env or "OPENAI_API_KEY"
-        if c.api_key_env and not os.environ.get(env):
-            raise ConfigError(f"{key}.api_key_env: environment variable {env} is not set")
+        from fnsft.actors.api_settings import check_api_settings
+        from fnsft.teachers.api import teacher_api_settings
+
+        s = teacher_api_settings(c.teacher_model_path, c.teacher_base_url, c.api_key_env, c.teacher_api,
+                                 f"{key}.teacher_api")
+        check_api_settings(s, key, names={"model": "teacher_model_path", "base_url": "teacher_base_url",
+                                          "max_concurrency": "teacher_api.max_concurrency",
+                                          "requests_per_minute": "teacher_api.requests_per_minute",
+                                          "max_retries": "teacher_api.max_retries",
+                                          "timeout_s": "teacher_api.timeout_s", "max_calls": "teacher_api.max_calls",
+                                          "extra_body": "teacher_api.extra_body"})
 
 
 def make_teacher(c: Any, dtype: str = "auto"):
