@@ -1,5 +1,9 @@
 """Write the shipped multi-step arithmetic word problems (GSM8K shape: ``answer`` ends in ``#### n``).
 
+Also ``preferences.jsonl``: for the first 100 training questions, the right worked solution
+(chosen) against one whose last step is off by one (rejected) — the DPO stage's data in
+``configs/reasoning_pipeline.yaml``.
+
     python examples/reasoning/make_problems.py            # train.jsonl (400) + eval.jsonl (60), seed 0
     python examples/reasoning/make_problems.py --train 100 --eval 20 --out /tmp/x
 """
@@ -39,6 +43,15 @@ def main() -> None:
     os.makedirs(a.out, exist_ok=True)
     write(os.path.join(a.out, "train.jsonl"), rows[:a.train])
     write(os.path.join(a.out, "eval.jsonl"), rows[a.train:])
+    prefs = []
+    for r in rows[:min(100, a.train)]:
+        body, answer = r["answer"].rsplit("#### ", 1)
+        wrong = int(answer) + 1
+        lines = body.strip().splitlines()
+        lines[-1] = lines[-1].replace(f"= {answer} ", f"= {wrong} ")
+        prefs.append({"prompt": r["question"], "chosen": r["answer"],
+                      "rejected": "\n".join(lines) + f"\n#### {wrong}"})
+    write(os.path.join(a.out, "preferences.jsonl"), prefs)
     print(f"wrote {a.train} train and {a.eval} eval problems to {a.out}")
 
 

@@ -158,7 +158,9 @@ class CoTDistillationStage(TrainStage):
             "sampling": f"{c.num_samples_per_question} per question, temperature {c.temperature:g}, "
                         f"max_new_tokens {c.max_new_tokens}",
             "filter": f"{c.answer_extraction} answers verified {verify}" + ("; STaR rationalisation" if c.rationalize else ""),
-            "student": f"{c.output_format}, epochs={c.num_train_epochs:g}, lr={c.learning_rate:g}, "
+            "student": f"{c.output_format}, "
+                       + (f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}")
+                       + f", lr={c.learning_rate:g}, "
                        + (f"LoRA r={c.lora_r}" if c.use_peft else "full fine-tune"),
             "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} of the questions held out" if c.eval_split else "none"),
         }
