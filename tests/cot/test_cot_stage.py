@@ -47,3 +47,30 @@ def test_tiny_student_learns_to_answer(tmp_path, ray_session):
     assert os.path.isfile(os.path.join(out, "cot_distillation.png"))
     after = [json.loads(line) for line in open(os.path.join(out, "eval_after.jsonl"))]
     assert sum(r["correct"] for r in after) == round(16 * m["student_accuracy_after"])
+
+
+@pytest.mark.slow
+def test_guide_example2_reasoning_pipeline(tmp_path, ray_session):
+    """configs/reasoning_pipeline.yaml (sft -> cot_distillation -> dpo) on the tiny model, fewer steps."""
+    import yaml
+
+    from fnsft.testing import REPO
+
+    cfg = yaml.safe_load(open(os.path.join(REPO, "configs", "reasoning_pipeline.yaml")))
+    cfg.update(model_name_or_path=TINY, output_dir=str(tmp_path / "out"))
+    eval_rows = open(os.path.join(REPO, "examples", "reasoning", "eval.jsonl")).readlines()[:8]
+    (tmp_path / "eval.jsonl").write_text("".join(eval_rows))
+    stages = cfg["stage_configs"]
+    for name, stage in stages.items():
+        for k, v in list(stage.items()):
+            if isinstance(v, str) and v.startswith("examples/"):
+                stage[k] = os.path.join(REPO, v.split(":")[0]) + (":" + v.split(":")[1] if ":" in v else "")
+        stage.update(max_steps=4, report_to=["none"])
+    stages["cot_distillation"].update(max_questions=24, eval_dataset_path=str(tmp_path / "eval.jsonl"),
+                                      eval_max_new_tokens=24)
+    summary = __import__("fnsft.pipeline", fromlist=["Pipeline"]).Pipeline.from_dict(cfg).run()
+    assert [summary["stages"][s]["status"] for s in ("sft", "cot_distillation", "dpo")] == ["completed"] * 3
+    m = summary["stages"]["cot_distillation"]["metrics"]
+    assert m["kept_rationales"] == 24 and m["teacher_accuracy"] == 1.0 and "student_accuracy_after" in m
+    records = os.path.join(summary["stages"]["cot_distillation"]["output_dir"], "rationales.jsonl")
+    assert sum(1 for _ in open(records)) == 24
