@@ -4,6 +4,8 @@ import json
 import os
 import re
 
+import pytest
+
 from fnsft.data.reasoning import load_reasoning_rows
 from fnsft.teachers.api import ApiTeacher
 from fnsft.teachers.distill_data import DistillSettings, distill
@@ -54,8 +56,6 @@ def test_api_teacher_resumes_with_only_the_missing_calls(tmp_path, fake_openai):
 
 
 def test_api_teacher_stopped_after_k_calls_rerun_asks_n_minus_k(tmp_path, fake_openai):
-    import pytest
-
     from fnsft.errors import BudgetExhausted
 
     fake_openai.answer = _solver
@@ -71,3 +71,24 @@ def test_api_teacher_stopped_after_k_calls_rerun_asks_n_minus_k(tmp_path, fake_o
     res = distill(again, rows, s, str(tmp_path))
     again.close()
     assert fake_openai.count == 12 and res.metrics["kept_rationales"] == 12
+
+
+@pytest.mark.slow
+def test_api_teacher_against_real_vllm_server(tmp_path, request):
+    """SmolLM2 served by vLLM's OpenAI server on 127.0.0.1 (the api branch's ``vllm_server`` fixture; slow)."""
+    try:
+        server = request.getfixturevalue("vllm_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("no vllm_server fixture in this checkout")
+    rows = load_reasoning_rows(os.path.join(EXAMPLES, "train.jsonl"))[:4]
+    s = DistillSettings(num_samples_per_question=2, max_new_tokens=96)
+    teacher = ApiTeacher(server.model, base_url=server.base_url, cache_dir=str(tmp_path), in_process=True)
+    res = distill(teacher, rows, s, str(tmp_path))
+    stats = teacher.stats()
+    teacher.close()
+    assert stats["calls"] == 4 and stats["completion_tokens"] > 0 and stats["errors"] == 0
+    assert len(res.records) == 8 and all(r["text"] for r in res.records)
+    again = ApiTeacher(server.model, base_url=server.base_url, cache_dir=str(tmp_path), in_process=True)
+    res2 = distill(again, rows, s, str(tmp_path))
+    assert again.stats().get("calls", 0) == 0 and res2.metrics["teacher_samples_asked"] == 0
+    again.close()
