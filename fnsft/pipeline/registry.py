@@ -22,6 +22,7 @@ BUILTIN_STAGES = {
     "dpo": "fnsft.stages.dpo:DPOStage",
     "rl": "fnsft.stages.rl:RLStage",
     "rlaif": "fnsft.stages.rlaif:RLAIFStage",
+    "cot_distillation": "fnsft.stages.cot_distillation:CoTDistillationStage",
 }
 
 _registered: dict[str, type] = {}
