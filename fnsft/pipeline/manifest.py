@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 MANIFEST = ".fnsft_manifest.json"
 HASH_BELOW = 8 << 20  # files smaller than this are hashed; larger ones: size + mtime
+HASH_BUDGET = 256 << 20  # past this many bytes hashed, the remaining files count by size + mtime
 MAX_FILES = 20000  # a folder with more files than this is described by its first MAX_FILES
 
 
@@ -24,9 +25,10 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _file_fingerprint(path: str) -> list:
+def _file_fingerprint(path: str, budget: list) -> list:
     st = os.stat(path)
-    if st.st_size < HASH_BELOW:
+    if st.st_size < HASH_BELOW and budget[0] >= st.st_size:  # at most HASH_BUDGET bytes read per stage
+        budget[0] -= st.st_size
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -37,10 +39,10 @@ def _file_fingerprint(path: str) -> list:
 
 def paths_fingerprint(paths) -> str:
     """A fingerprint of the contents of the local files/folders among ``paths`` ('' if none)."""
-    parts = []
+    parts, budget = [], [HASH_BUDGET]
     for p in sorted({os.path.abspath(os.path.expanduser(p)) for p in paths}):
         if os.path.isfile(p):
-            parts.append([p, _file_fingerprint(p)])
+            parts.append([p, _file_fingerprint(p, budget)])
         elif os.path.isdir(p):
             files = []
             for root, dirs, names in os.walk(p):
@@ -50,7 +52,7 @@ def paths_fingerprint(paths) -> str:
                         break
                     full = os.path.join(root, n)
                     if os.path.isfile(full):
-                        files.append([os.path.relpath(full, p), _file_fingerprint(full)])
+                        files.append([os.path.relpath(full, p), _file_fingerprint(full, budget)])
             parts.append([p, files])
     return fingerprint(parts) if parts else ""
 

@@ -8,6 +8,7 @@ as a transformers model) and the next stages receive the change.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -49,20 +50,27 @@ def test_guide_example_is_verbatim_and_loads(tmp_path):
 
 
 @pytest.mark.slow
-def test_guide_stage_between_builtins_and_in_place_edit_handed_on(tmp_path, ray_session):
+def test_guide_stage_in_place_edit_chat_fallback_disk_and_edited_data(tmp_path, ray_session, no_template_model):
+    """One pipeline for the whole contract (one SFT and one DPO job keep the suite short):
+
+    sft -> my_stage (the guide's code, verbatim) -> scale_layer (edits weights through ``model``)
+    -> probe (returns previous_result) -> probe_disabled (enabled: false) -> dpo, on the tiny model
+    saved WITHOUT a chat template, with an rl section kept while rl is not in stages.
+    """
     out = tmp_path / "run"
-    sft = {"dataset_name_or_path": os.path.join(EXAMPLES, "sample_data.jsonl"), "max_steps": 3,
-           "learning_rate": 3e-3, "per_device_train_batch_size": 8, "max_length": 96,
-           "report_to": ["none"], "eval_split": 0, "save_steps": 0}
-    dpo = {"preference_dataset_path": os.path.join(EXAMPLES, "preferences.jsonl"), "max_steps": 2,
-           "per_device_train_batch_size": 4, "max_length": 96, "report_to": ["none"], "eval_split": 0,
-           "save_steps": 0, "max_train_samples": 16}
+    prefs = tmp_path / "prefs.jsonl"
+    rows = open(os.path.join(EXAMPLES, "preferences.jsonl")).read().splitlines()[:12]
+    prefs.write_text("\n".join(rows) + "\n")
+    common = {"report_to": ["none"], "eval_split": 0, "max_length": 96, "per_device_train_batch_size": 4}
     cfg = {
-        "model_name_or_path": TINY, "output_dir": str(out), "plugins": [GUIDE, EDIT],
+        "model_name_or_path": no_template_model, "output_dir": str(out), "plugins": [GUIDE, EDIT],
         "resources": {"num_workers": 1},
         "stages": ["sft", "my_stage", "scale_layer", "probe", "probe_disabled", "dpo"],
         "stage_configs": {
-            "sft": sft, "dpo": dpo, "my_stage": {"my_parameter": "value"}, "scale_layer": {"factor": 3.0},
+            "sft": {**common, "dataset_name_or_path": os.path.join(EXAMPLES, "formats", "messages.jsonl"),
+                    "max_steps": 4, "save_steps": 2, "learning_rate": 3e-3},
+            "dpo": {**common, "preference_dataset_path": str(prefs), "max_steps": 2, "save_steps": 1},
+            "my_stage": {"my_parameter": "value"}, "scale_layer": {"factor": 3.0},
             "probe_disabled": {"enabled": False},
             # "gradually add more stages": rl is commented out of stages, its section stays.
             "rl": {"dataset_name_or_path": "prompts_for_later.jsonl", "num_iterations": 5},
@@ -95,8 +103,28 @@ def test_guide_stage_between_builtins_and_in_place_edit_handed_on(tmp_path, ray_
     assert "Stage probe_disabled disabled (enabled: false); not run" in log_text
     assert s["not_in_stages"] == ["rl"]
     assert "stage_configs.rl is kept but the stage is not in stages; not run" in log_text
-    # Every stage reports the bytes it left on disk.
+
+    # No chat template: SFT (conversations) and DPO ran on the ChatML fallback, said once, and
+    # SFT saved it with its model for the next stages.
+    assert log_text.count("has no chat template; stages that format chats use the default chatml template") == 1
+    assert os.path.isfile(os.path.join(sft_model, "chat_template.jinja"))
+
+    # Bounded disk: checkpoints were written while the stages ran and are gone after success.
+    for name, folder in (("sft", "01_sft"), ("dpo", "06_dpo")):
+        assert st[name]["checkpoint_bytes_removed"] > 0
+        assert not glob.glob(str(out / folder / "trainer" / "checkpoint-*"))
+        assert not os.path.exists(out / folder / ".scratch")
+    assert not glob.glob(str(out / "ray_train" / "*"))
     assert all(st[n]["disk_bytes"] > 0 for n in ("sft", "scale_layer", "dpo"))
+    assert s["disk_bytes"] >= st["sft"]["disk_bytes"] + st["dpo"]["disk_bytes"]
+
+    # Edit the DPO data in place (same path): DPO re-runs, every stage before it is reused.
+    prefs.write_text("\n".join(rows[:10]) + "\n")
+    assert pipeline_main(["--config", str(path)]) == 0
+    st = _summary(out)["stages"]
+    for name in ("sft", "my_stage", "scale_layer", "probe"):
+        assert st[name]["status"] == "skipped (completed)", (name, st[name])
+    assert st["dpo"]["status"] == "completed"
 
 
 @pytest.mark.slow
