@@ -63,6 +63,10 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
         overrides = list(args.overrides) + _cli_overrides(args)
         # --set values go first so that explicit flags win; both are validated together.
         pipeline = Pipeline.from_yaml(args.config, overrides=overrides, stages=args.stages)
+        if pipeline.plan.config.tune is not None and not args.tune:
+            from fnsft.tune.sweep import validate_sweep
+
+            validate_sweep(pipeline.plan)  # a typo in tune: fails now, not at the first --tune
         if args.tune:
             from fnsft.tune.sweep import run_sweep, validate_sweep
 

@@ -172,6 +172,35 @@ def parse_dataclass(cls: type, data: dict | None, path: str, *, fixed: dict | No
     return obj
 
 
+def check_keys(cls: type, data: dict | None, path: str):
+    """Like :func:`parse_dataclass` (unknown keys, types, nested sections) but required keys may be
+    missing: for a draft section of a stage that is not run yet. Returns a namespace of the
+    values (given or default; a missing required key is absent)."""
+    import types as _types
+
+    data = dict(data or {})
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as e:
+        raise ConfigError(f"{path}: cannot read the type hints of {cls.__name__}: {e}") from None
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"{path}.{key}: unknown key{did_you_mean(key, fields)}; "
+                f"accepted keys: {', '.join(sorted(fields))}"
+            )
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = coerce(data[name], hints.get(name, Any), f"{path}.{name}")
+        elif f.default is not _MISSING:
+            values[name] = f.default
+        elif f.default_factory is not _MISSING:
+            values[name] = f.default_factory()
+    return _types.SimpleNamespace(**values)
+
+
 def to_dict(obj) -> dict:
     """A dataclass as plain data (for the resolved-config dump and fingerprints)."""
     return dataclasses.asdict(obj)

@@ -74,13 +74,19 @@ class DeepSpeedConfig:
 @dataclass
 class PipelineConfig:
     model_name_or_path: str = field(
-        default="builtin:smollm2-135m-instruct",
-        metadata={"help": "A local Hugging Face directory, a hub id, or a built-in model: "
+        default="",  # required (checked in validation, as TRL/Axolotl do): never a silent default model
+        metadata={"help": "Required. A local Hugging Face directory, a hub id, or a built-in model: "
                   "builtin:smollm2-135m-instruct, builtin:tiny-llama."},
     )
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
         metadata={"help": "Weights dtype; auto = bfloat16 on GPUs that support it, else float32."},
+    )
+    default_chat_template: Optional[Literal["chatml"]] = field(
+        default="chatml",
+        metadata={"help": "Chat template for a model whose tokenizer has none (e.g. DialoGPT), when a stage "
+                  "formats chats: chatml (plain-text ChatML, no new tokens), or null: no fallback (such a "
+                  "stage fails before Ray). A stage's chat_template overrides it."},
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the model's repository."})

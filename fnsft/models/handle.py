@@ -4,6 +4,13 @@ A handle names the model's architecture/tokenizer directory (``source``) and whe
 are: in Ray's object store as numpy arrays (``weights``, zero-copy for every process on the
 node), in a directory (``path``), or, for a base model, in ``source`` itself. Loading it gives an
 ordinary ``transformers`` model.
+
+A handle also *is* that model for a user's stage (the guide's plugin contract): the first public
+attribute a stage uses (``model.parameters()``, ``model.generate(...)``, ``model.save_pretrained``)
+loads the model once in that process and delegates to it, so ``execute(model, ...)`` works as if
+it had been given the model itself. Built-in stages only read the dataclass fields and pass the
+handle on, so their weights are never loaded in the driver. The pipeline hands on what a stage
+did to a loaded handle in place (:meth:`changed_in_place`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,44 @@ class ModelHandle:
     trust_remote_code: bool = False
     torch_dtype: str = "auto"
     history: list[str] = field(default_factory=list)  # stages that produced these weights
+    # The lazily loaded model and per-tensor sums taken at load time; never copied by
+    # dataclasses.replace (init=False) and never pickled (__getstate__).
+    _model: Any = field(default=None, init=False, repr=False, compare=False)
+    _sums: Any = field(default=None, init=False, repr=False, compare=False)
+
+    # The model behind the handle ---------------------------------------------------------
+    def __getattr__(self, name: str):
+        # Only called for names the handle lacks. Private/dunder names are never delegated, so
+        # pickling, Ray's serializer and copy stay on the handle and never load weights.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.loaded_model(), name)
+
+    def __call__(self, *args, **kwargs):  # model(**inputs): special methods bypass __getattr__
+        return self.loaded_model()(*args, **kwargs)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_model"] = state["_sums"] = None
+        return state
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.__dict__.get("_model") is not None
+
+    def loaded_model(self):
+        """The model this handle stands for, loaded once in this process (see the module doc)."""
+        if self.__dict__.get("_model") is None:
+            model = self.load()
+            self._sums = _tensor_sums(model)
+            self._model = model
+        return self._model
+
+    def changed_in_place(self) -> bool:
+        """Whether a stage modified the loaded model's weights (any tensor's sum moved)."""
+        if not self.is_loaded:
+            return False
+        return _tensor_sums(self._model) != self._sums
 
     def with_weights(self, weights=None, path=None, stage: str | None = None, fingerprint: str = ""):
         return replace(self, weights=weights, path=path, fingerprint=fingerprint,
@@ -75,3 +120,12 @@ class ModelHandle:
             model.save_pretrained(out_dir, safe_serialization=True)
             self.load_tokenizer().save_pretrained(out_dir)
         return out_dir
+
+
+def _tensor_sums(model) -> list:
+    """One float64 sum and absolute sum per tensor: cheap, and any real edit moves one."""
+    import torch
+
+    with torch.no_grad():
+        return [(name, float(t.double().sum()), float(t.double().abs().sum()))
+                for name, t in model.state_dict().items()]

@@ -6,6 +6,7 @@ import logging
 from typing import Any, Optional
 
 from fnsft.errors import ConfigError
+from fnsft.models.builtin import CHATML_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,52 @@ def resolve_torch_dtype(name: str, on_gpu: bool):
     return getattr(torch, name)
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: Optional[str] = None):
+# The chat template for models whose tokenizer has none (e.g. microsoft/DialoGPT-medium, base
+# models): ChatML, the format TRL's docs and most open chat models use, written as plain text so
+# no token has to be added to the vocabulary (TRL's clone_chat_template would resize embeddings).
+# YAML: top-level ``default_chat_template: chatml`` (the default) or ``null``; a stage's own
+# ``chat_template`` (a Jinja string or ``chatml``) always wins.
+DEFAULT_CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE}
+FALLBACK_ATTR = "fnsft_fallback_chat_template"  # set on a tokenizer that got the fallback
+
+
+def resolve_chat_template(value: Optional[str]) -> Optional[str]:
+    """A Jinja template from a config value: a template name (``chatml``) or the template itself."""
+    if not value:
+        return None
+    return DEFAULT_CHAT_TEMPLATES.get(value, value)
+
+
+def local_has_chat_template(path: str) -> Optional[bool]:
+    """Whether the local tokenizer folder ``path`` carries a chat template (None: not a local
+    folder, e.g. a hub id). Reads files only: no transformers import (used by validation)."""
+    import json
+    import os
+
+    if not os.path.isdir(path):
+        return None
+    if any(os.path.exists(os.path.join(path, f)) for f in
+           ("chat_template.jinja", "chat_template.json", "additional_chat_templates")):
+        return True
+    try:
+        with open(os.path.join(path, "tokenizer_config.json"), encoding="utf-8") as f:
+            return bool(json.load(f).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: Optional[str] = None,
+                   fallback: Optional[str] = "chatml"):
+    """The tokenizer of ``path``: ``chat_template`` replaces its template; without one, the
+    ``fallback`` template is used (and the tokenizer is marked with ``FALLBACK_ATTR``)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if chat_template:
-        tok.chat_template = chat_template
+        tok.chat_template = resolve_chat_template(chat_template)
+    elif not getattr(tok, "chat_template", None) and fallback:
+        tok.chat_template = resolve_chat_template(fallback)
+        setattr(tok, FALLBACK_ATTR, fallback)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -26,7 +26,8 @@ import yaml
 from fnsft.errors import FnsftError, StageError
 from fnsft.pipeline import registry
 from fnsft.pipeline.logs import setup_logging
-from fnsft.pipeline.manifest import Manifest, fingerprint, write_json_atomic
+from fnsft.pipeline.disk import dir_bytes, ray_runs, remove_stage_checkpoints
+from fnsft.pipeline.manifest import Manifest, fingerprint, paths_fingerprint, stage_fingerprint, write_json_atomic
 from fnsft.pipeline.plan import Plan, build_plan, describe_plan
 from fnsft.stages.base import StageResult
 
@@ -80,14 +81,17 @@ class Pipeline:
         source = resolve_model_path(cfg.model_name_or_path)
         handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
                              torch_dtype=cfg.torch_dtype,
-                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype))
-        tokenizer = handle.load_tokenizer()
+                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
+        tokenizer = self._base_tokenizer(handle)
         log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
         previous: Optional[StageResult] = None
 
+        for name in self.plan.unlisted:
+            log.info("Stage %s: stage_configs.%s is kept but the stage is not in stages; not run", name, name)
+        summary["not_in_stages"] = list(self.plan.unlisted)
         for planned in self.plan.stages:
             name, stage = planned.name, planned.stage
-            fp = fingerprint(name, stage.fingerprint_fields(), handle.fingerprint)
+            fp = stage_fingerprint(name, stage, handle.fingerprint)
             done = manifest.completed(name, fp)
             if not planned.selected:
                 if done:  # a deselected earlier stage: continue from its saved output
@@ -95,9 +99,7 @@ class Pipeline:
                                          fingerprint=fp, trust_remote_code=cfg.trust_remote_code,
                                          torch_dtype=cfg.torch_dtype)
                     tokenizer = handle.load_tokenizer()
-                    log.info("Stage %s not selected; using its saved output %s", name, done["model_path"])
-                else:
-                    log.info("Stage %s not selected (no saved output); the next stage gets the current model", name)
+                self._report_not_run(summary, planned, done)
                 continue
             if done:
                 log.info("Stage %s already completed (fingerprint %s); skipping, model: %s",
@@ -117,12 +119,12 @@ class Pipeline:
                                        "output_dir": stage.config.output_dir}
             self._write_summary(summary)
             started = time.time()
+            storage = cfg.ray.storage_path or os.path.join(os.path.dirname(stage.config.output_dir), "ray_train")
+            runs_before = ray_runs(storage, name)
             try:
-                result = stage.execute(handle, tokenizer, previous)
-                if result is None:
-                    raise StageError(f"stage {name}: execute() returned None; return a StageResult")
-                result.stage_name = name
+                result = _checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
+                result.model = handle  # previous_result of the next stage: what was handed on
             except BaseException as e:
                 summary["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
                                                seconds=round(time.time() - started, 2))
@@ -134,9 +136,14 @@ class Pipeline:
             seconds = time.time() - started
             result.timings.setdefault("total_s", round(seconds, 2))
             result.model_path = handle.path
+            # The model is handed on: its checkpoints are no longer needed (bounded disk).
+            runs = ray_runs(storage, name)
+            freed = remove_stage_checkpoints(stage.config.output_dir, storage, name,
+                                             runs if not cfg.ray.storage_path else runs - runs_before)
             summary["stages"][name].update(
                 status="completed", metrics=_plain(result.metrics), timings=result.timings,
-                model_path=handle.path, artifacts=result.artifacts, seconds=round(seconds, 2))
+                model_path=handle.path, artifacts=result.artifacts, seconds=round(seconds, 2),
+                disk_bytes=dir_bytes(stage.config.output_dir), checkpoint_bytes_removed=freed)
             self._write_summary(summary)
             manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
                                    "metrics": _plain(result.metrics), "finished": time.time()})
@@ -146,8 +153,10 @@ class Pipeline:
         if cfg.save_final_model:
             final = self._save_final(handle, tokenizer)
             summary["final_model"] = final
+            summary["final_model_bytes"] = dir_bytes(final)
             if cfg.cleanup_intermediate:
                 self._cleanup(manifest, summary, final)
+        summary["disk_bytes"] = dir_bytes(cfg.output_dir)
         summary["total_seconds"] = round(time.time() - t0, 2)
         summary["status"] = "completed"
         self._write_summary(summary)
@@ -157,28 +166,69 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------
     def _hand_off(self, result: StageResult, handle, tokenizer, fp: str, stage, store):
-        """Turn the stage's model into a handle in the object store (+ disk copy if asked)."""
+        """Turn the stage's model into a handle in the object store (+ disk copy if asked).
+
+        ``result.model`` may be ``None`` (the input goes on), a :class:`ModelHandle` (as built-in
+        stages return) or a ``transformers`` model. A handle the stage loaded and changed in place
+        (``model.parameters()`` edited, trained) goes on with its changed weights.
+        """
         from fnsft.models.handle import ModelHandle
         from fnsft.models.weights import put_weights
 
         model = result.model
         tokenizer = result.tokenizer or tokenizer
+        if model is None and handle.changed_in_place():
+            log.info("Stage %s changed its input model in place; handing on the changed weights", stage.stage_name)
+            model = handle
+        if isinstance(model, ModelHandle) and model.changed_in_place():
+            model = model.loaded_model()
         if model is None:
             new = dataclasses.replace(handle, fingerprint=fp)
         elif isinstance(model, ModelHandle):
             new = dataclasses.replace(model, fingerprint=fp)
-        elif hasattr(model, "state_dict"):
-            new = handle.with_weights(put_weights(model), stage=stage.stage_name, fingerprint=fp)
+        elif hasattr(model, "state_dict") and hasattr(model, "save_pretrained"):
+            new = dataclasses.replace(handle, path=None, fingerprint=fp).with_weights(
+                put_weights(model), stage=stage.stage_name, fingerprint=fp)
         else:
             raise StageError(f"stage {stage.stage_name}: StageResult.model must be a ModelHandle, "
                              f"a transformers model or None, got {type(model).__name__}")
         if stage.config.save_intermediate and not new.path:
             out = os.path.join(stage.config.output_dir, "model")
-            src = model if hasattr(model, "save_pretrained") else new.load()
+            src = model if not isinstance(model, (ModelHandle, type(None))) else new.load()
             src.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
-            new = dataclasses.replace(new, path=out)
+            new = dataclasses.replace(new, path=out, source=out)  # the folder has its config + tokenizer
         return new, tokenizer
+
+    def _base_tokenizer(self, handle):
+        """The base model's tokenizer, with the default chat template where it has none (one log
+        line), or a StageError when a stage needs a template and no fallback is configured."""
+        from fnsft.models.loading import FALLBACK_ATTR, load_tokenizer
+
+        cfg = self.config
+        tok = load_tokenizer(handle.source, handle.trust_remote_code, fallback=cfg.default_chat_template)
+        if getattr(tok, FALLBACK_ATTR, None):
+            log.info("%s has no chat template; stages that format chats use the default %s template "
+                     "(default_chat_template; a stage's chat_template overrides it)",
+                     cfg.model_name_or_path, cfg.default_chat_template)
+        elif not getattr(tok, "chat_template", None):
+            for s in self.plan.selected:
+                if not getattr(s.config, "chat_template", None) and s.stage.needs_chat_template():
+                    raise StageError(f"stage_configs.{s.name}.chat_template: {cfg.model_name_or_path} has no chat "
+                                     "template and default_chat_template is null; set one of them")
+        return tok
+
+    def _report_not_run(self, summary: dict, planned, done: Optional[dict]) -> None:
+        """One log line and a summary entry for a stage that is disabled or not selected."""
+        why = "disabled (enabled: false)" if not planned.config.enabled else "not selected (--stages)"
+        then = (f"the next stage gets its saved output {done['model_path']}" if done
+                else "the next stage gets the current model")
+        log.info("Stage %s %s; not run: %s", planned.name, why, then)
+        entry = summary["stages"].get(planned.name, {})
+        if entry.get("status") not in ("completed", "skipped (completed)"):
+            entry = {}
+        summary["stages"][planned.name] = {**entry, "status": "not run: " + why.split(" (")[0]}
+        self._write_summary(summary)
 
     def _save_final(self, handle, tokenizer) -> str:
         final = os.path.join(self.config.output_dir, "final_model")
@@ -205,6 +255,7 @@ class Pipeline:
                 shutil.rmtree(path)
                 manifest.forget_model(planned.name)
                 summary["stages"][planned.name]["model_path"] = None
+                summary["stages"][planned.name]["disk_bytes"] = dir_bytes(planned.config.output_dir)
                 log.info("Removed intermediate model %s", path)
 
     def _load_summary(self) -> dict:
@@ -221,6 +272,22 @@ class Pipeline:
     def _write_summary(self, summary: dict) -> None:
         summary["stage_order"] = [s.name for s in self.plan.stages]
         write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
+
+
+def _checked_result(result: Any, name: str, handle, tokenizer) -> StageResult:
+    """A stage's return value as a StageResult (the guide's contract), or a StageError."""
+    if result is None:
+        log.warning("Stage %s: execute() returned None; handing its input model on unchanged "
+                    "(return a StageResult to hand on a model or metrics)", name)
+        result = StageResult(model=None, tokenizer=tokenizer)
+    if not isinstance(result, StageResult):
+        raise StageError(f"stage {name}: execute() returned {type(result).__name__}; return a StageResult "
+                         "(model=None hands the input on)")
+    if not result.success:
+        why = result.message or result.metrics.get("error") or "no message given"
+        raise StageError(f"stage {name} failed: {why}")
+    result.stage_name = name
+    return result
 
 
 def _plain(obj: Any) -> Any:

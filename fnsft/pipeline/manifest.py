@@ -1,7 +1,10 @@
 """The resume manifest: which stages finished, with which fingerprint, and where their model is.
 
-A stage's fingerprint hashes its name, the config values that decide its output, and the
-fingerprint of its input model, so changing one stage re-runs it and everything after it.
+A stage's fingerprint hashes its name, the config values that decide its output, the
+fingerprint of its input model, and the *contents* of the local files and folders its config
+names (datasets, reward models, a local base model): size and modification time of each file,
+and a content hash of small files (so an edited dataset re-runs even if its mtime was kept).
+Changing any of them re-runs the stage and everything after it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,69 @@ import os
 from typing import Any, Optional
 
 MANIFEST = ".fnsft_manifest.json"
+HASH_BELOW = 8 << 20  # files smaller than this are hashed; larger ones: size + mtime
+HASH_BUDGET = 256 << 20  # past this many bytes hashed, the remaining files count by size + mtime
+MAX_FILES = 20000  # a folder with more files than this is described by its first MAX_FILES
 
 
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _file_fingerprint(path: str, budget: list) -> list:
+    st = os.stat(path)
+    if st.st_size < HASH_BELOW and budget[0] >= st.st_size:  # at most HASH_BUDGET bytes read per stage
+        budget[0] -= st.st_size
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return [st.st_size, digest.hexdigest()[:16]]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def paths_fingerprint(paths) -> str:
+    """A fingerprint of the contents of the local files/folders among ``paths`` ('' if none)."""
+    parts, budget = [], [HASH_BUDGET]
+    for p in sorted({os.path.abspath(os.path.expanduser(p)) for p in paths}):
+        if os.path.isfile(p):
+            parts.append([p, _file_fingerprint(p, budget)])
+        elif os.path.isdir(p):
+            files = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for n in sorted(names):
+                    if len(files) >= MAX_FILES:
+                        break
+                    full = os.path.join(root, n)
+                    if os.path.isfile(full):
+                        files.append([os.path.relpath(full, p), _file_fingerprint(full, budget)])
+            parts.append([p, files])
+    return fingerprint(parts) if parts else ""
+
+
+def config_paths(value: Any, skip: tuple = ()) -> list[str]:
+    """Every string in a (nested) config value that names an existing local file or folder."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name not in skip}
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in config_paths(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in config_paths(v)]
+    if isinstance(value, str) and value and len(value) < 4096 and "\n" not in value:
+        path = os.path.expanduser(value)
+        if os.path.isfile(path) or (os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(os.sep)):
+            return [path]
+    return []
+
+
+def stage_fingerprint(name: str, stage: Any, input_fingerprint: str) -> str:
+    """The fingerprint a stage's manifest entry must match to be skipped on a rerun."""
+    inputs = paths_fingerprint(config_paths(stage.config, skip=("output_dir", "stage_name")))
+    return fingerprint(name, stage.fingerprint_fields(), input_fingerprint, inputs)
 
 
 def write_json_atomic(path: str, data: Any) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fnsft.config.loading import apply_overrides, read_yaml
-from fnsft.config.parse import did_you_mean, parse_dataclass
+from fnsft.config.checks import check_output_dir, check_resources, check_stage_values
+from fnsft.config.parse import check_keys, did_you_mean, parse_dataclass
 from fnsft.config.resources import effective_resources
 from fnsft.config.schema import PipelineConfig
 from fnsft.distributed.deepspeed_config import describe_deepspeed
@@ -39,6 +40,9 @@ class Plan:
     stages: list[PlannedStage]
     config_path: Optional[str] = None
     raw: dict = field(default_factory=dict)
+    # Stages with a stage_configs section but not in stages (commented out while building a
+    # pipeline up): validated, reported, never run.
+    unlisted: list[str] = field(default_factory=list)
 
     @property
     def selected(self) -> list[PlannedStage]:
@@ -56,11 +60,13 @@ def parse_pipeline_config(data: dict) -> PipelineConfig:
     dupes = {s for s in cfg.stages if cfg.stages.count(s) > 1}
     if dupes:
         raise ConfigError(f"stages: {', '.join(sorted(dupes))} listed twice; each stage runs once")
-    for name in cfg.stage_configs:
-        if name not in cfg.stages:
-            raise ConfigError(
-                f"stage_configs.{name}: no stage '{name}' in stages{did_you_mean(name, cfg.stages)}; "
-                f"stages: {', '.join(cfg.stages)}")
+    if not cfg.model_name_or_path:
+        raise ConfigError("model_name_or_path: required key is missing; give a local Hugging Face folder, "
+                          "a hub id or a built-in model (builtin:smollm2-135m-instruct, builtin:tiny-llama)")
+    if cfg.cleanup_intermediate and not cfg.save_final_model:
+        raise ConfigError("cleanup_intermediate: removes the stage copies once final_model is written, but "
+                          "save_final_model is off; add --save_final_model (save_final_model: true)")
+    check_resources(cfg.resources, "resources")
     return cfg
 
 
@@ -85,7 +91,9 @@ def build_plan(
                     f"--stages: '{name}' is not in the config's stages{did_you_mean(name, cfg.stages)}; "
                     f"stages: {', '.join(cfg.stages)}")
 
+    check_output_dir(cfg.output_dir)
     check_model_spec(cfg.model_name_or_path)
+    unlisted = _check_unlisted_sections(cfg)
     stages = []
     for index, name in enumerate(cfg.stages, start=1):
         stage_cls = registry.get_stage_class(name)
@@ -103,15 +111,65 @@ def build_plan(
         stage = stage_cls(stage_cfg, cfg)
         selected = stage_cfg.enabled and (not select or name in select)
         planned = PlannedStage(index=index, name=name, stage=stage, selected=selected)
+        # Keys, values and nested sections are checked for every listed stage, disabled or not;
+        # only data files and models (validate_config) wait until the stage is enabled.
+        _check_values(cfg, stage_cfg, key)
         if selected:
-            if hasattr(stage_cfg, "resources") or hasattr(stage_cfg, "deepspeed"):
-                effective_resources(cfg, stage_cfg, key)
             stage.validate_config()
         stages.append(planned)
-    plan = Plan(config=cfg, stages=stages, config_path=config_path, raw=raw)
+    plan = Plan(config=cfg, stages=stages, config_path=config_path, raw=raw, unlisted=unlisted)
     if not plan.selected:
         raise ConfigError("stages: every stage is disabled or deselected; nothing to run")
+    check_chat_templates(plan)
     return plan
+
+
+def _check_values(cfg: PipelineConfig, stage_cfg: Any, key: str) -> None:
+    check_stage_values(stage_cfg, key)
+    if hasattr(stage_cfg, "resources") or hasattr(stage_cfg, "deepspeed"):
+        res, _ = effective_resources(cfg, stage_cfg, key)
+        check_resources(res, f"{key}.resources")
+
+
+def _check_unlisted_sections(cfg: PipelineConfig) -> list[str]:
+    """Sections for stages not in ``stages`` (the guide's "add DPO later"): the stage must exist and
+    the keys and their types must be right (typos are caught now); required keys and data files
+    are only checked once the stage is listed."""
+    unlisted = []
+    for name, section in cfg.stage_configs.items():
+        if name in cfg.stages:
+            continue
+        key = f"stage_configs.{name}"
+        if name not in registry.available_stages():
+            raise ConfigError(
+                f"{key}: no stage '{name}'{did_you_mean(name, list(cfg.stages) + registry.available_stages())}; "
+                f"stages: {', '.join(cfg.stages)}; registered stages: {', '.join(registry.available_stages())}")
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{key}: expected a mapping of the stage's settings, got {section!r}")
+        config_cls = registry.get_config_class(name, registry.get_stage_class(name))
+        stage_cfg = check_keys(config_cls, {k: v for k, v in (section or {}).items() if k != "output_dir"}, key)
+        _check_values(cfg, stage_cfg, key)
+        unlisted.append(name)
+    return unlisted
+
+
+def check_chat_templates(plan: Plan) -> None:
+    """A stage that formats chats needs a chat template: the model's, the stage's
+    ``chat_template``, or the ``default_chat_template`` fallback. Checked for local folders
+    (hub models are checked when the driver loads the tokenizer)."""
+    from fnsft.models.loading import local_has_chat_template
+
+    cfg = plan.config
+    if cfg.default_chat_template or cfg.model_name_or_path.startswith("builtin:"):
+        return
+    if local_has_chat_template(os.path.expanduser(cfg.model_name_or_path)) is not False:
+        return
+    for s in plan.selected:
+        if not getattr(s.config, "chat_template", None) and s.stage.needs_chat_template():
+            raise ConfigError(
+                f"stage_configs.{s.name}.chat_template: the stage formats chats but the tokenizer of "
+                f"{cfg.model_name_or_path} has no chat template and default_chat_template is null; set "
+                "chat_template (a Jinja template or chatml) or default_chat_template: chatml")
 
 
 def describe_plan(plan: Plan) -> str:
@@ -141,4 +199,6 @@ def describe_plan(plan: Plan) -> str:
             lines.append(f"         resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU, "
                          f"GPU: {gpu}, max_failures: {res.max_failures}")
             lines.append("         deepspeed: " + describe_deepspeed(ds, res.num_workers))
+    for name in plan.unlisted:
+        lines.append(f"    -. {name} [not in stages: section checked, not run]")
     return "\n".join(lines)

@@ -118,6 +118,9 @@ def import_plugins(plugins: list[str], base_dir: str) -> None:
             mod_name = "fnsft_plugin_" + os.path.splitext(os.path.basename(path))[0]
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(module_spec)
+            # The guide's example stage uses @dataclass and field() without importing them; a
+            # plugin file starts with both defined so that example runs as printed.
+            module.dataclass, module.field = dataclasses.dataclass, dataclasses.field
             sys.modules[mod_name] = module
             try:
                 module_spec.loader.exec_module(module)

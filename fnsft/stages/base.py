@@ -44,7 +44,9 @@ class StageResult:
 
     ``model`` is a :class:`fnsft.models.handle.ModelHandle` (weights in Ray's object store and/or
     a directory), or a ``transformers`` model, which the pipeline turns into a handle. ``None``
-    means "unchanged": the next stage gets this stage's input model.
+    means "unchanged": the next stage gets this stage's input model (with whatever the stage did
+    to it in place). ``success=False`` stops the pipeline with ``message``. A stage may also
+    return ``previous_result`` as it is, or ``None`` (the input goes on, with a warning).
     """
 
     model: Any = None
@@ -55,6 +57,7 @@ class StageResult:
     timings: dict[str, float] = field(default_factory=dict)
     stage_name: str = ""
     success: bool = True
+    message: str = ""  # why, when success is False
 
 
 class BaseStage(abc.ABC):
@@ -93,7 +96,23 @@ class BaseStage(abc.ABC):
         tokenizer: Any,
         previous_result: Optional[StageResult] = None,
     ) -> StageResult:
-        """Run the stage on ``model`` and return the result for the next stage."""
+        """Run the stage on ``model`` and return the result for the next stage.
+
+        ``model`` behaves as the ``transformers`` model it stands for: ``model.parameters()``,
+        ``model.generate(...)``, ``model.save_pretrained(...)`` load it on first use (``model.load()``
+        gives a fresh copy). ``tokenizer`` is a ``transformers`` tokenizer.
+        """
+
+    def needs_chat_template(self) -> bool:
+        """Whether this stage formats chats with the tokenizer's chat template.
+
+        Default: the config asks for it (``apply_chat_template`` / ``use_chat_template``) or the
+        data validation found conversations. Used to fail before Ray when a model has no template
+        and no fallback is configured (top-level ``default_chat_template: null``).
+        """
+        c = self.config
+        return bool(getattr(c, "apply_chat_template", False) or getattr(c, "use_chat_template", False)
+                    or getattr(self, "_format", None) in ("messages", "sharegpt"))
 
     # Helpers stages share -------------------------------------------------------------
     def fingerprint_fields(self) -> dict[str, Any]:

@@ -90,10 +90,19 @@ def test_unknown_stage_lists_registered(tmp_path):
     assert "sft" in line.split("registered stages:")[1]
 
 
-def test_config_for_a_stage_not_listed(tmp_path):
+def test_config_for_a_stage_not_listed_is_kept_and_checked(tmp_path):
+    # The guide's "add DPO later": the section stays while dpo is commented out of stages.
     cfg = _base(tmp_path)
-    cfg["stage_configs"]["dpo"] = {"beta": 0.1}
-    _check(run_cli("--config", _write(tmp_path, cfg)), "stage_configs.dpo", "no stage 'dpo' in stages")
+    cfg["stage_configs"]["dpo"] = {"preference_dataset_path": "later.jsonl", "beta": 0.1}
+    result = run_cli("--config", _write(tmp_path, cfg), "--dry_run")
+    assert result.returncode == 0, result.stderr
+    assert "dpo [not in stages: section checked, not run]" in result.stdout
+    # ... but a typo in it is still caught, and so is a section for a stage that does not exist.
+    cfg["stage_configs"]["dpo"]["betta"] = 0.2
+    _check(run_cli("--config", _write(tmp_path, cfg)), "stage_configs.dpo.betta", "did you mean 'beta'")
+    del cfg["stage_configs"]["dpo"]
+    cfg["stage_configs"]["dop"] = {}
+    _check(run_cli("--config", _write(tmp_path, cfg)), "stage_configs.dop", "did you mean 'dpo'")
 
 
 def test_missing_dataset_file(tmp_path):
