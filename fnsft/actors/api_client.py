@@ -7,7 +7,7 @@ YAML: a judge's or teacher's ``type: api`` block (:class:`fnsft.actors.api_setti
   shared by every caller of the object (make it ONE Ray actor per endpoint per run with
   :func:`make_api_actor`, so all workers share one cap, one limit and one budget);
 - retries: the openai client's own (``max_retries``; exponential backoff 0.5 s → 8 s with jitter,
-  and a ``Retry-After``/``retry-after-ms`` header of up to 60 s is honoured as given on 408, 409,
+  and a ``Retry-After``/``retry-after-ms`` header of up to 2 min is honoured as given on 408, 409,
   429 and 5xx answers, timeouts and dropped connections);
 - a per-request timeout; a failed request comes back with ``error`` set and no text: callers
   mask it, never score it 0;
