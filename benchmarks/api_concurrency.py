@@ -87,6 +87,7 @@ def main() -> None:
         base_url, model = fake.base_url, fake.model
         setup = {"server": f"tests/openai_fake.py with a fixed {args.fake_delay_s} s delay per request"}
 
+    load_before = [round(x, 1) for x in os.getloadavg()]
     try:
         reqs = requests_for(args.requests, args.max_tokens)
         run_once(base_url, model, 1, reqs[:1])  # warm-up: first-request costs on both sides
@@ -114,6 +115,8 @@ def main() -> None:
                          "wall_s_each": [round(x["wall_s"], 3) for x in rs]}
     write_result("api_concurrency", {
         "backend": backend, **setup,
+        # A shared machine: the 1/5/15-minute load averages say how contended the CPUs were.
+        "load_average_before": load_before, "load_average_after": [round(x, 1) for x in os.getloadavg()],
         "settings": {"requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
                      "max_tokens": args.max_tokens, "temperature": 0.0, "order": order,
                      "cache": "off (a fresh client per run)", "statistic": "median over rounds"},

@@ -277,6 +277,26 @@ def _fill(res: dict, resp: Any) -> None:
                         "completion_tokens": int(usage.completion_tokens or 0)}
 
 
+def chat_through(client_or_actor: Any, requests: list[dict]) -> list[dict]:
+    """``chat(requests)`` on an :class:`ApiClient` or on the actor from :func:`make_api_actor`.
+
+    Through Ray, a :class:`~fnsft.errors.FnsftError` raised in the actor (``BudgetExhausted``,
+    the fatal ``StageError``) arrives wrapped in a ``RayTaskError`` whose text is a traceback; it
+    is re-raised here as the original error, so the CLI prints its one line.
+    """
+    if isinstance(client_or_actor, ApiClient):
+        return client_or_actor.chat(requests)
+    import ray
+
+    try:
+        return ray.get(client_or_actor.chat.remote(requests))
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, (BudgetExhausted, StageError)):
+            raise type(cause)(*cause.args) from None
+        raise
+
+
 def make_api_actor(settings: ApiSettings, cache_path: Optional[str] = None, name: Optional[str] = None,
                    budget_key: str = "max_calls", namespace: Optional[str] = None):
     """ONE named Ray actor per endpoint per run (``get_if_exists``): every worker that asks for the
