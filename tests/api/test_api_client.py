@@ -218,15 +218,21 @@ def test_one_named_ray_actor_shares_budget_and_cache_across_workers(fake_openai,
 
     @ray.remote(num_cpus=0)
     def worker(actor, k):
+        from fnsft.actors.api_client import chat_through
+        from fnsft.errors import BudgetExhausted
+
         try:
-            return ray.get(actor.chat.remote(
-                [{"messages": [{"role": "user", "content": f"w{k}-{i}"}]} for i in range(3)]))
-        except Exception as e:  # the actor's BudgetExhausted arrives wrapped
-            return repr(e)
+            return chat_through(actor, [{"messages": [{"role": "user", "content": f"w{k}-{i}"}]}
+                                        for i in range(3)])
+        except BudgetExhausted as e:  # unwrapped from Ray's RayTaskError: the one-line message
+            return str(e)
 
     outs = ray.get([worker.remote(a, 0), worker.remote(b, 1)])
     assert fake_openai.count == 5  # one budget for both workers
-    assert sum("max_judge_calls" in o for o in outs if isinstance(o, str)) == 1
+    stopped = [o for o in outs if isinstance(o, str)]
+    assert len(stopped) == 1 and stopped[0].startswith("max_judge_calls:") and "\n" not in stopped[0]
+    answered = [o for o in outs if not isinstance(o, str)][0]
+    assert all(r["error"] is None and r["texts"][0].startswith("echo: w") for r in answered)
     stats = ray.get(a.stats.remote())
     assert stats["calls"] == 5 and stats["budget_left"] == 0
     ray.kill(a)
