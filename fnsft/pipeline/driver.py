@@ -83,6 +83,7 @@ class Pipeline:
                              fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype))
         tokenizer = handle.load_tokenizer()
         log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
+        self._report("base", handle, tokenizer)
         previous: Optional[StageResult] = None
 
         for planned in self.plan.stages:
@@ -109,6 +110,7 @@ class Pipeline:
                                        model_path=done["model_path"], stage_name=name)
                 summary["stages"][name] = {**summary["stages"].get(name, {}), "status": "skipped (completed)"}
                 self._write_summary(summary)
+                self._report(name, handle, tokenizer)
                 continue
 
             log.info("=== Stage %d: %s ===", planned.index, name)
@@ -141,6 +143,7 @@ class Pipeline:
             manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
                                    "metrics": _plain(result.metrics), "finished": time.time()})
             log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
+            self._report(name, handle, tokenizer)
             previous = result
 
         if cfg.save_final_model:
@@ -221,6 +224,25 @@ class Pipeline:
     def _write_summary(self, summary: dict) -> None:
         summary["stage_order"] = [s.name for s in self.plan.stages]
         write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
+        self._report()
+
+    def _report(self, column: Optional[str] = None, handle=None, tokenizer=None) -> None:
+        """The run report (``report:``): with a model, its answers to the report's prompts as
+        ``column``; always report.html and the model cards rewritten. Never fails the run."""
+        if not self.config.report.enabled:
+            return
+        try:
+            from fnsft.report import after_stage, write_report
+
+            if column is None:
+                write_report(self.config.output_dir)
+            else:
+                after_stage(self.config, column, handle.fingerprint, handle, tokenizer,
+                            self.plan.stages[0].stage.config if self.plan.stages else None,
+                            [s.name for s in self.plan.stages])
+        except Exception as e:  # noqa: BLE001 - a report problem is a warning, the run goes on
+            log.warning("report: not updated (%s: %s)", type(e).__name__, e)
+            log.debug("report traceback", exc_info=True)
 
 
 def _plain(obj: Any) -> Any:
