@@ -88,6 +88,7 @@ def _progress_callback(job, rank: int):
                 return
             self.t0 = time.time()
             self.tokens0 = state.num_input_tokens_seen or 0
+            self.step0 = state.global_step  # a resumed run's ETA counts from here
             self.active = True
             if job.extra.get("tty"):  # a live bar on the driver's terminal; plain lines in logs
                 from ray.experimental.tqdm_ray import tqdm
@@ -113,6 +114,10 @@ def _progress_callback(job, rank: int):
             tokens = (state.num_input_tokens_seen or 0) - self.tokens0
             if tokens and elapsed > 0:
                 parts.append(f"{tokens / elapsed:.0f} tok/s")
+            done = state.global_step - getattr(self, "step0", 0)
+            if 0 < done and state.global_step < state.max_steps:
+                left = elapsed / done * (state.max_steps - state.global_step)
+                parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
             if self.bar is not None:
                 self.bar.set_description(" ".join(parts))
             else:

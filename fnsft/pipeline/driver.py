@@ -65,9 +65,13 @@ class Pipeline:
         log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
         with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
             yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
+        self._track("start")
 
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.ray_runtime import ensure_ray
+        from fnsft.distributed.worker_output import route_worker_output
+
+        route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
 
@@ -119,6 +123,7 @@ class Pipeline:
                                        "output_dir": stage.config.output_dir}
             self._write_summary(summary)
             started = time.time()
+            self._track("stage_start", name, stage.config.report_to, _plain(dataclasses.asdict(stage.config)))
             try:
                 result = stage.execute(handle, tokenizer, previous)
                 if result is None:
@@ -130,6 +135,8 @@ class Pipeline:
                                                seconds=round(time.time() - started, 2))
                 self._write_summary(summary)
                 manifest.record(name, {"status": "failed", "fingerprint": fp})
+                self._track("stage_end", name, "failed", {}, stage.config.output_dir)
+                self._track("end", "FAILED")
                 if not isinstance(e, FnsftError):
                     log.debug("Stage %s traceback:\n%s", name, traceback.format_exc())
                 raise
@@ -144,6 +151,7 @@ class Pipeline:
                                    "metrics": _plain(result.metrics), "finished": time.time()})
             log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
             self._report(name, handle, tokenizer)
+            self._track("stage_end", name, "completed", result.metrics, stage.config.output_dir)
             previous = result
 
         if cfg.save_final_model:
@@ -154,6 +162,7 @@ class Pipeline:
         summary["total_seconds"] = round(time.time() - t0, 2)
         summary["status"] = "completed"
         self._write_summary(summary)
+        self._track("end")
         log.info("Pipeline finished in %.1fs; summary: %s", time.time() - t0,
                  os.path.join(cfg.output_dir, SUMMARY))
         return summary
@@ -225,6 +234,21 @@ class Pipeline:
         summary["stage_order"] = [s.name for s in self.plan.stages]
         write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
         self._report()
+
+    def _track(self, event: str, *args) -> None:
+        """Experiment tracking (``report_to: [mlflow, wandb]``): a parent run, a child run per stage
+        (fnsft.report.tracking). A tracking problem is a warning; the run goes on."""
+        try:
+            if event == "start":
+                from fnsft.report.tracking import start_tracking
+
+                self._tracker = start_tracking(_plain(dataclasses.asdict(self.config)),
+                                               [p.stage.config.report_to for p in self.plan.selected],
+                                               self.config.output_dir)
+            elif getattr(self, "_tracker", None) is not None:
+                getattr(self._tracker, event)(*args)
+        except Exception as e:  # noqa: BLE001
+            log.warning("tracking: %s failed (%s: %s)", event, type(e).__name__, e)
 
     def _report(self, column: Optional[str] = None, handle=None, tokenizer=None) -> None:
         """The run report (``report:``): with a model, its answers to the report's prompts as

@@ -123,7 +123,8 @@ def _warnings(stages: list[StageView], answers: dict) -> list[str]:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 continue
             if "truncated" in key:
-                out.append(f"{s.name}: {value:g} examples longer than max_length were truncated ({key})")
+                what = "share of" if isinstance(value, float) and value < 1 else "number of"
+                out.append(f"{s.name}: {key} = {value:g} ({what} examples cut at the length limit)")
             elif re.search(r"masked|parse_fail|unparsed", key):
                 out.append(f"{s.name}: {value:g} judgements could not be parsed and were masked ({key})")
             elif re.search(r"unusable|dropped", key):

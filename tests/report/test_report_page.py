@@ -50,7 +50,7 @@ def test_page_cards_and_warnings(tmp_path):
     run = collect(out)
     assert [s.strategy for s in run.stages] == ["deepspeed-zero2", "deepspeed-zero2", "torch"]
     assert run.stages[2].resources == {"num_workers": 1, "cpus_per_worker": 2}
-    assert any("3 examples longer than max_length" in w for w in run.warnings)
+    assert any("truncated_examples = 3 (number of examples cut" in w for w in run.warnings)
     assert any("2 rows were dropped" in w for w in run.warnings)
     card = open(os.path.join(out, "03_rl", "model", "README.md")).read()
     assert card.startswith("---\nbase_model: builtin:tiny-llama\nlibrary_name: transformers")
