@@ -30,7 +30,23 @@ _RAY_DRIVER_NOISE = re.compile(r"Token authentication is enabled|authentication 
 _state = {"verbose": False}
 
 
-def is_noise(line: str, actor: str = "") -> bool:
+# Ray says of some of its tracebacks that they are "safe to ignore" (a busy machine): the console
+# drops the message and the traceback that follows it from that process.
+_IGNORABLE = re.compile(r"safe to ignore")
+_TRACEBACK = re.compile(r"^(Traceback|\s|\^)|^[\w.]+(Error|Exception)\b")
+_skipping: set = set()
+
+
+def is_noise(line: str, actor: str = "", pid=None) -> bool:
+    if _IGNORABLE.search(line):
+        _skipping.add(pid)
+        return True
+    if pid in _skipping:
+        if _TRACEBACK.match(line):
+            if not line[:1].isspace() and not line.startswith(("Traceback", "^")):
+                _skipping.discard(pid)  # the exception line ends the traceback
+            return True
+        _skipping.discard(pid)
     return any(a in (actor or "") for a in NOISY_ACTORS) or bool(NOISE.search(line))
 
 
@@ -54,7 +70,7 @@ def _route(print_fn, data: dict) -> None:
     _to_log_file(actor, data.get("pid"), data.get("lines", []))
     if _state["verbose"]:
         return print_fn(data)
-    lines = [ln for ln in data.get("lines", []) if not is_noise(ln, actor)]
+    lines = [ln for ln in data.get("lines", []) if not is_noise(ln, actor, data.get("pid"))]
     if lines:
         print_fn({**data, "lines": lines})
 
@@ -67,6 +83,14 @@ def route_worker_output(verbose: bool) -> None:
         for handler in logging.getLogger("ray").handlers:
             if not any(isinstance(f, _RayDriverFilter) for f in handler.filters):
                 handler.addFilter(_RayDriverFilter())
+        # The driver imports bitsandbytes too (RL roles, QLoRA checks): its kernel notice is not ours.
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        try:  # the report loads each stage's model in the driver: no "Loading weights" bar
+            import transformers
+
+            transformers.logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover
+            pass
         try:
             import datasets  # the driver reads data files: no "Generating train split" bars
 

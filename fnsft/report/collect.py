@@ -117,7 +117,7 @@ def _warnings(stages: list[StageView], answers: dict) -> list[str]:
         m = s.metrics
         if s.status.startswith("skipped"):
             out.append(f"{s.name}: {s.status} — its numbers come from the earlier run")
-        elif s.status in ("failed", "running", "not run"):
+        elif s.status in ("failed", "not run"):
             out.append(f"{s.name}: {s.status}" + (f" — {s.error}" if s.error else ""))
         for key, value in m.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
@@ -156,7 +156,9 @@ def collect(output_dir: str) -> RunView:
         settings = sections.get(name) or {}
         folder = _stage_folder(output_dir, i, name, e)
         metrics = e.get("metrics") or {}
-        status = e.get("status") or ("not run" if name in (config.get("stages") or order) else "not selected")
+        running = summary.get("status") not in ("completed",) and any(
+            v.get("status") == "running" for v in entries.values())
+        status = e.get("status") or ("pending" if running else "not run")
         if settings.get("enabled") is False:
             status = "disabled"
         stages.append(StageView(

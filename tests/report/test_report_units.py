@@ -21,6 +21,13 @@ RAY_LINES = [
     "[2026-11-30 16:00:34,259 E 16401 16606] core_worker.cc:2465: Actor with class name: 'PreemptionWatcher'",
     "Attempting to start training worker group of size 2 with the following resources: [{'CPU': 1.0}] * 2",
     "- (ip=192.0.2.2, pid=10213) world_rank=0, local_rank=0, node_rank=0",
+    "Failed to send resource request for train-6167. If this only happens transiently during network partition "
+    "or CPU being overloaded, it's safe to ignore this error.",
+    "Traceback (most recent call last):",
+    '  File "/ray/_private/worker.py", line 3009, in get',
+    "    values, debugger_breakpoint = worker.get_objects(",
+    "                                  ^^^^^^^^^^^^^^^^^^^",
+    "ray.exceptions.GetTimeoutError: Get timed out: some object(s) not ready.",
 ]
 OURS = ["[sft] step 5/10 loss=6.2477 3490 tok/s ETA 0:12", "[rl] eval @ iter 0: reward=0.000",
         "ValueError: something real went wrong"]
