@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from fnsft.distributed.console import say
+from fnsft.distributed.tracking import hold_mlflow_run, release_mlflow_run
 
 log = logging.getLogger("fnsft.worker")
 
@@ -285,6 +286,7 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(throughput_meter(metrics))
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
+    hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
 
     resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
     if resume:
@@ -308,6 +310,7 @@ def train_worker(config: dict) -> None:
 
     final_dir = os.path.join(scratch, "trained")
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
+    release_mlflow_run()
     if rank == 0:
         _hand_back(job, trainer, final_dir, metrics, dtype)
     ray.train.report({"done": 1.0})

@@ -85,6 +85,7 @@ def route_worker_output(verbose: bool) -> None:
                 handler.addFilter(_RayDriverFilter())
         # The driver imports bitsandbytes too (RL roles, QLoRA checks): its kernel notice is not ours.
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        logging.getLogger("DeepSpeed").setLevel(logging.ERROR)  # "Setting accelerator to CPU" on save
         try:  # the report loads each stage's model in the driver: no "Loading weights" bar
             import transformers
 

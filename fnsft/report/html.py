@@ -88,6 +88,7 @@ def _key_numbers(s: StageView) -> str:
         v = s.metrics.get(key)
         if v is not None:
             value = fmt(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+            value = value if len(value) <= 60 else value[:57] + "..."
             rows.append(f"<tr><td>{escape(key)}</td><td class=num colspan=2>{escape(value)}</td></tr>")
     if not rows and not rest:
         return "<p class=muted>No metrics recorded.</p>"

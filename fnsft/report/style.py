@@ -41,6 +41,7 @@ svg .grid { stroke: #eef0f3; } svg .axis { stroke: #9ca3af; }
 .stagehead { display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; margin-bottom: 8px; }
 .muted { color: var(--mute); }
 details summary { cursor: pointer; color: var(--mute); margin: 8px 0 4px; }
+.two > div:first-child td { word-break: break-word; }
 .two { display: grid; grid-template-columns: minmax(340px, 440px) 1fr; gap: 16px; }
 .timeline { display: flex; gap: 4px; margin-bottom: 10px; }
 .timeline .bar { color: #fff; font-size: 12px; font-weight: 600; padding: 7px 10px; border-radius: 4px;

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-W, H = 280, 165
+W, H = 270, 165
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 24, 28
 
 
