@@ -103,3 +103,12 @@ def _rows():
 
     rows = read_first_rows(os.path.join(EXAMPLES, "sample_data.jsonl"), n=100_000)
     return [to_prompt_completion(r, "alpaca") for r in rows]
+
+
+def test_tracked_params_never_hold_credentials():
+    from fnsft.report.tracking import flat_params
+
+    params = flat_params({"stage_configs": {"rlaif": {"judge": {"api_key": "sk-x", "api_key_env": "OPENAI_API_KEY",
+                                                                "model": "gpt"}}}, "seed": 1})
+    assert params == {"stage_configs.rlaif.judge.api_key_env": "OPENAI_API_KEY",
+                      "stage_configs.rlaif.judge.model": "gpt", "seed": "1"}
