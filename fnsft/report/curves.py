@@ -13,25 +13,16 @@ import json
 import os
 from typing import Optional
 
+from fnsft.utils.plots import keep_metric
+
+__all__ = ["Series", "keep_metric", "order", "stage_series"]
+
 Series = dict[str, list[tuple[float, float]]]
 
-# Keys that never make a useful learning curve.
-_SKIP_EXACT = {"step", "epoch", "iteration", "total_flos", "num_input_tokens_seen", "num_tokens", "done",
-               "learning_rate", "lr", "kl_coef", "trpo_accepted"}
-_SKIP_PARTS = ("_runtime", "per_second", "flos", "time/", "_seconds", "_unix", "weight_sync", "global_step")
-
-# Panel order: the metrics a person looks at first.
+# The same choice of curves as the per-stage PNGs (fnsft.utils.plots): no counters, clocks, rates.
 _FIRST = ("loss", "eval_loss", "reward", "reward_mean", "eval/reward", "eval/exact_match",
           "rewards/margins", "eval_rewards/margins", "rewards/accuracies", "eval_rewards/accuracies",
           "kl", "entropy", "response_length", "grad_norm")
-
-
-def keep_metric(key: str) -> bool:
-    """Whether ``key`` is a learning curve worth a panel (not a counter, a clock or a rate)."""
-    bare = key.removeprefix("eval_").removeprefix("eval/")
-    if bare in _SKIP_EXACT or key.startswith("train_") or key.endswith("_s"):
-        return False
-    return not any(part in key for part in _SKIP_PARTS)
 
 
 def _read(path: str) -> Optional[list]:
