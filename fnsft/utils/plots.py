@@ -34,6 +34,7 @@ def plot_series(series: dict[str, list[tuple[float, float]]], path: str, title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     keys = [k for k in series if series[k] and keep_metric(k)]
     keys = [k for k in _FIRST if k in keys] + sorted(k for k in keys if k not in _FIRST)
@@ -48,6 +49,7 @@ def plot_series(series: dict[str, list[tuple[float, float]]], path: str, title: 
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, color="#2563eb")
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and iterations are whole
         ax.tick_params(labelsize=8)
         ax.ticklabel_format(axis="y", useOffset=False, style="plain") if max(map(abs, ys)) < 1e5 else None
         ax.grid(alpha=0.3)
