@@ -72,6 +72,26 @@ class DeepSpeedConfig:
 
 
 @dataclass
+class ReportConfig:
+    """``report:`` the run report (``<output_dir>/report.html``) and its side-by-side answers."""
+
+    enabled: bool = field(
+        default=True, metadata={"help": "Write <output_dir>/report.html after each stage and at the end."})
+    prompts: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Prompts every stage's model answers (greedy) for the side-by-side view; "
+                          "default: a few held-out prompts of the first stage's data."})
+    num_prompts: int = field(
+        default=4, metadata={"help": "How many data prompts to use when report.prompts is empty (0: none)."})
+    max_new_tokens: int = field(
+        default=48, metadata={"help": "Answer length limit (greedy; keeps the report's cost small)."})
+    judge: Optional[dict[str, Any]] = field(
+        default=None,
+        metadata={"help": "A judge (as the RLAIF stage configures one) that compares each stage's answers with "
+                          "the previous stage's, both orders: win rates in the report. Needs fnsft.judges."})
+
+
+@dataclass
 class PipelineConfig:
     model_name_or_path: str = field(
         default="",  # required (checked in validation, as TRL/Axolotl do): never a silent default model
@@ -114,5 +134,7 @@ class PipelineConfig:
         default=False,
         metadata={"help": "Remove the stages' model copies once final_model is written."},
     )
+    report: ReportConfig = field(
+        default_factory=ReportConfig, metadata={"help": "The run report: report.html, answers per stage."})
     tune: Optional[dict[str, Any]] = field(
         default=None, metadata={"help": "Ray Tune sweep (used by --tune)."})

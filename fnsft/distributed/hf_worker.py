@@ -18,6 +18,7 @@ import shutil
 import time
 from typing import Any
 
+from fnsft.distributed.tracking import hold_mlflow_run, release_mlflow_run
 from fnsft.utils.console import quiet_libraries, say
 
 log = logging.getLogger("fnsft.worker")
@@ -88,6 +89,7 @@ def _progress_callback(job, rank: int):
                 return
             self.t0 = time.time()
             self.tokens0 = state.num_input_tokens_seen or 0
+            self.step0 = state.global_step  # a resumed run's ETA counts from here
             self.active = True
             if job.extra.get("tty"):  # a live bar on the driver's terminal; plain lines in logs
                 from ray.experimental.tqdm_ray import tqdm
@@ -113,6 +115,10 @@ def _progress_callback(job, rank: int):
             tokens = (state.num_input_tokens_seen or 0) - self.tokens0
             if tokens and elapsed > 0:
                 parts.append(f"{tokens / elapsed:.0f} tok/s")
+            done = state.global_step - getattr(self, "step0", 0)
+            if 0 < done and state.global_step < state.max_steps:
+                left = elapsed / done * (state.max_steps - state.global_step)
+                parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
             if self.bar is not None:
                 self.bar.set_description(" ".join(parts))
             else:
@@ -250,6 +256,7 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(throughput_meter(metrics))
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
+    hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
 
     resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
     if resume:
@@ -273,6 +280,7 @@ def train_worker(config: dict) -> None:
 
     final_dir = os.path.join(scratch, "trained")
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
+    release_mlflow_run()
     if rank == 0:
         _hand_back(job, trainer, final_dir, metrics, dtype)
     ray.train.report({"done": 1.0})

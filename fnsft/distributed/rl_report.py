@@ -85,6 +85,11 @@ class RLReport:
         t = " ".join(f"{k[5:-2]} {v:.2f}s" for k, v in m.items()
                      if k.startswith("time/") and k not in ("time/iteration_s",))
         parts.append(f"| {t} | {m['time/iteration_s']:.2f}s/iter")
+        left = self.num_iterations - m["iteration"]
+        if left > 0:  # from the last few iterations' pace
+            recent = [x["time/iteration_s"] for x in self.history[-5:] if "time/iteration_s" in x]
+            eta = (sum(recent) / len(recent) if recent else m["time/iteration_s"]) * left
+            parts.append(f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
         say(" ".join(parts))
 
     def summary_metrics(self) -> dict[str, Any]:

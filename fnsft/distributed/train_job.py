@@ -79,6 +79,8 @@ def _forwarded_env() -> dict[str, str]:
     keys = ("FNSFT_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
             "TORCH_EXTENSIONS_DIR", "PYTHONPATH")
     env = {k: os.environ[k] for k in keys if k in os.environ}
+    # Experiment trackers read their settings (and the run to attach to) from the environment.
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "WANDB_", "HF_MLFLOW_"))})
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 

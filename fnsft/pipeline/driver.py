@@ -66,9 +66,13 @@ class Pipeline:
         log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
         with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
             yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
+        self._track("start")
 
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.ray_runtime import ensure_ray
+        from fnsft.distributed.worker_output import route_worker_output
+
+        route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
 
@@ -84,6 +88,7 @@ class Pipeline:
                              fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
         tokenizer = self._base_tokenizer(handle)
         log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
+        self._report("base", handle, tokenizer)
         previous: Optional[StageResult] = None
 
         for name in self.plan.unlisted:
@@ -111,6 +116,7 @@ class Pipeline:
                                        model_path=done["model_path"], stage_name=name)
                 summary["stages"][name] = {**summary["stages"].get(name, {}), "status": "skipped (completed)"}
                 self._write_summary(summary)
+                self._report(name, handle, tokenizer)
                 continue
 
             log.info("=== Stage %d: %s ===", planned.index, name)
@@ -121,6 +127,7 @@ class Pipeline:
             started = time.time()
             storage = cfg.ray.storage_path or os.path.join(os.path.dirname(stage.config.output_dir), "ray_train")
             runs_before = ray_runs(storage, name)
+            self._track("stage_start", name, stage.config.report_to, _plain(dataclasses.asdict(stage.config)))
             try:
                 result = _checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
@@ -130,6 +137,8 @@ class Pipeline:
                                                seconds=round(time.time() - started, 2))
                 self._write_summary(summary)
                 manifest.record(name, {"status": "failed", "fingerprint": fp})
+                self._track("stage_end", name, "failed", {}, stage.config.output_dir)
+                self._track("end", "FAILED")
                 if not isinstance(e, FnsftError):
                     log.debug("Stage %s traceback:\n%s", name, traceback.format_exc())
                 raise
@@ -148,6 +157,8 @@ class Pipeline:
             manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
                                    "metrics": _plain(result.metrics), "finished": time.time()})
             log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
+            self._report(name, handle, tokenizer)
+            self._track("stage_end", name, "completed", result.metrics, stage.config.output_dir)
             previous = result
 
         if cfg.save_final_model:
@@ -160,6 +171,7 @@ class Pipeline:
         summary["total_seconds"] = round(time.time() - t0, 2)
         summary["status"] = "completed"
         self._write_summary(summary)
+        self._track("end")
         log.info("Pipeline finished in %.1fs; summary: %s", time.time() - t0,
                  os.path.join(cfg.output_dir, SUMMARY))
         return summary
@@ -272,6 +284,40 @@ class Pipeline:
     def _write_summary(self, summary: dict) -> None:
         summary["stage_order"] = [s.name for s in self.plan.stages]
         write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
+        self._report()
+
+    def _track(self, event: str, *args) -> None:
+        """Experiment tracking (``report_to: [mlflow, wandb]``): a parent run, a child run per stage
+        (fnsft.report.tracking). A tracking problem is a warning; the run goes on."""
+        try:
+            if event == "start":
+                from fnsft.report.tracking import start_tracking
+
+                self._tracker = start_tracking(_plain(dataclasses.asdict(self.config)),
+                                               [p.stage.config.report_to for p in self.plan.selected],
+                                               self.config.output_dir)
+            elif getattr(self, "_tracker", None) is not None:
+                getattr(self._tracker, event)(*args)
+        except Exception as e:  # noqa: BLE001
+            log.warning("tracking: %s failed (%s: %s)", event, type(e).__name__, e)
+
+    def _report(self, column: Optional[str] = None, handle=None, tokenizer=None) -> None:
+        """The run report (``report:``): with a model, its answers to the report's prompts as
+        ``column``; always report.html and the model cards rewritten. Never fails the run."""
+        if not self.config.report.enabled:
+            return
+        try:
+            from fnsft.report import after_stage, write_report
+
+            if column is None:
+                write_report(self.config.output_dir)
+            else:
+                after_stage(self.config, column, handle.fingerprint, handle, tokenizer,
+                            self.plan.stages[0].stage.config if self.plan.stages else None,
+                            [s.name for s in self.plan.stages])
+        except Exception as e:  # noqa: BLE001 - a report problem is a warning, the run goes on
+            log.warning("report: not updated (%s: %s)", type(e).__name__, e)
+            log.debug("report traceback", exc_info=True)
 
 
 def _checked_result(result: Any, name: str, handle, tokenizer) -> StageResult:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from fnsft.models.handle import ModelHandle
@@ -31,11 +31,22 @@ class StageConfig:
         metadata={"help": "Write this stage's model to its output_dir (needed to resume after it)."},
     )
     logging_steps: int = field(default=5, metadata={"help": "Log metrics every N optimizer steps."})
-    report_to: list[str] = field(
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "none"]] = field(
         default_factory=lambda: ["tensorboard"],
-        metadata={"help": "Metric sinks, as in TrainingArguments: tensorboard, none."},
+        metadata={"help": "Metric sinks, as in TrainingArguments: tensorboard, wandb, mlflow, none. mlflow/wandb: "
+                          "one run per stage under the pipeline's run (docs/report.md); pip install 'fnsft[tracking]'."},
     )
     seed: int = field(default=42, metadata={"help": "Random seed for this stage."})
+
+    def __post_init__(self) -> None:
+        import importlib.util
+
+        from fnsft.errors import ConfigError
+
+        for sink in ("mlflow", "wandb"):  # checked here so a run never dies at its first stage for it
+            if sink in self.report_to and importlib.util.find_spec(sink) is None:
+                raise ConfigError(f"stage_configs.{self.stage_name or '<stage>'}.report_to: {sink} is not installed "
+                                  f"(pip install 'fnsft[tracking]')")
 
 
 @dataclass

@@ -147,6 +147,9 @@ class TrainStage(BaseStage):
         handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name)
         if path:
             handle.source = path  # the saved folder has this model's config and tokenizer
-        metrics = {**info, **out["metrics"]}
+        # How the stage trained, for the summary and the run report (RL reports its own).
+        strategy = (f"deepspeed-zero{ds.zero_stage}" if job.deepspeed is not None
+                    else "torch" + (" (DDP)" if res.num_workers > 1 else ""))
+        metrics = {**info, "strategy": strategy, **out["metrics"]}
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics,
                            artifacts=out.get("artifacts", {}), model_path=path, timings=out["timings"])

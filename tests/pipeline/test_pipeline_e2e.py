@@ -60,6 +60,12 @@ def test_sft_then_custom_stages_handoff_layout_and_resume(tmp_path, ray_session,
     log_text = (out / "pipeline_training.log").read_text()
     assert "=== Stage 1: sft ===" in log_text and "Stage sft completed" in log_text
 
+    # The run report of the interrupted run: written, the failed stage flagged, answers so far.
+    answers = json.loads((out / "report_answers.json").read_text())
+    assert [c["stage"] for c in answers["columns"]] == ["base", "sft", "my_stage"]
+    page = (out / "report.html").read_text()
+    assert "interrupt_once: failed" in page and 'id="stage-sft"' in page
+
     # Hand-off: my_stage saw exactly the weights sft produced (not the base model's).
     sft_metrics = s["stages"]["sft"]["metrics"]
     assert sft_metrics["eval_loss"] < sft_metrics["before_eval_loss"]
@@ -86,6 +92,11 @@ def test_sft_then_custom_stages_handoff_layout_and_resume(tmp_path, ray_session,
     assert os.path.isfile(os.path.join(final, "model.safetensors"))
     assert _sha_of_dir(final) == my["weights_sha256"]
     assert os.path.isfile(os.path.join(out, "03_interrupt_once", "model", "config.json"))
+    # Resumed: the skipped stages keep their answers (same fingerprint), the new stage adds its own.
+    answers2 = json.loads((out / "report_answers.json").read_text())
+    assert [c["stage"] for c in answers2["columns"]] == ["base", "sft", "my_stage", "interrupt_once"]
+    assert answers2["columns"][1] == answers["columns"][1]
+    assert "base_model: builtin:tiny-llama" in open(os.path.join(final, "README.md")).read()
 
     # 3) A changed stage config re-runs that stage and everything after it, not before.
     rc = pipeline_main(["--config", str(path), "--set", "stage_configs.my_stage.my_parameter=Name a color.",
