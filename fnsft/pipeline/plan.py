@@ -121,6 +121,10 @@ def build_plan(
     if not plan.selected:
         raise ConfigError("stages: every stage is disabled or deselected; nothing to run")
     check_chat_templates(plan)
+    if cfg.report.enabled and cfg.report.judge:  # the report's judge fails now, not after the first stage
+        from fnsft.report.judging import report_judge_settings
+
+        report_judge_settings(cfg.report.judge)
     return plan
 
 

@@ -48,6 +48,6 @@ def after_stage(cfg: Any, column: str, fingerprint: str, handle: Any, tokenizer:
     data = record_answers(cfg.output_dir, rc, column, label, fingerprint, handle, tokenizer,
                           first_stage_config, order)
     if data is not None and rc.judge and column != "base":
-        add_win_rates(data, rc.judge)
+        add_win_rates(data, rc.judge, cfg.output_dir)
         save_answers(cfg.output_dir, data)
     write_report(cfg.output_dir)
