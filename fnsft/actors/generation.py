@@ -1,8 +1,8 @@
 """The generation role: sample completions from the current policy (YAML ``rl.generation``).
 
 A :class:`GenerationActor` holds its own copy of the policy. HF ``generate`` (batched, CPU or
-GPU) is the default engine; ``engine: vllm`` (or ``auto`` with vLLM installed and a GPU
-present) uses vLLM instead. After each update the trainer pushes new weights with
+GPU) is the engine unless ``engine: vllm`` asks for vLLM (:mod:`fnsft.actors.vllm_engine`);
+``auto`` never picks vLLM silently, since only the HF path is tested here. After each update the trainer pushes new weights with
 :meth:`load_weights` — only the LoRA adapters when the policy trains LoRA.
 
 The class is plain Python; :class:`fnsft.actors.group.ActorGroup` makes it a Ray actor.
@@ -23,14 +23,6 @@ def runs(items: list) -> tuple[list[int], list[int]]:
     return starts, [b - a for a, b in zip(starts, starts[1:] + [len(items)])]
 
 
-def vllm_usable() -> bool:
-    import importlib.util
-
-    import torch
-
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
 class GenerationActor:
     """Sample completions for prompts; receive new policy weights.
 
@@ -38,7 +30,7 @@ class GenerationActor:
         model: the stage's incoming :class:`~fnsft.models.handle.ModelHandle`.
         lora: a PEFT ``LoraConfig`` when the trainer trains adapters (the actor wraps its copy
             the same way, so adapter names match), else ``None``.
-        engine: ``hf``, ``vllm`` or ``auto``.
+        engine: ``hf``, ``vllm`` or ``auto`` (= ``hf``; vLLM only when asked by name).
         apply_chat_template: format string prompts as a user turn with the chat template.
         chat_template: a template to use instead of the tokenizer's.
         batch_size: HF generation micro-batch (memory bound); 0 = all at once.
@@ -61,7 +53,7 @@ class GenerationActor:
         self.apply_chat_template = apply_chat_template
         self.batch_size = batch_size
         self.lora_only = lora is not None
-        self.engine = "vllm" if engine == "vllm" or (engine == "auto" and vllm_usable()) else "hf"
+        self.engine = "vllm" if engine == "vllm" else "hf"
         self.model = model.load(dtype=self.dtype)
         if lora is not None:
             from peft import get_peft_model
@@ -161,7 +153,7 @@ class GenerationActor:
         or the full state dict. The ack carries the load time and, if asked, a checksum of
         what this actor now holds (tests compare it with the trainer's).
         """
-        from fnsft.actors.modeling import load_policy_weights, policy_weights, weights_checksum
+        from fnsft.actors.modeling import load_policy_weights
         from fnsft.models.weights import numpy_to_state_dict
 
         import warnings
@@ -177,13 +169,19 @@ class GenerationActor:
         self.version = version
         ack = {"replica": self.replica, "version": version, "load_s": time.perf_counter() - t0}
         if checksum:
-            ack["checksum"] = weights_checksum(policy_weights(self.model, self.lora_only))
+            ack["checksum"] = self.weights_checksum()
+            ack["checksum_of"] = self.engine  # vllm: the engine's own weights (its names)
         return ack
 
     def weights_checksum(self) -> str:
-        """Checksum of the policy tensors this actor generates with (adapters only under LoRA)."""
+        """Checksum of the policy tensors this actor generates with (adapters only under LoRA);
+        with vLLM, computed by the engine over the weights it holds."""
         from fnsft.actors.modeling import policy_weights, weights_checksum
 
+        if self.engine == "vllm":
+            from fnsft.actors import vllm_engine
+
+            return vllm_engine.checksum(self.llm)
         return weights_checksum(policy_weights(self.model, self.lora_only))
 
     def get_weights(self) -> dict:
@@ -198,26 +196,21 @@ class GenerationActor:
         import os
         import tempfile
 
-        from vllm import LLM
+        from fnsft.actors import vllm_engine
 
         path = model.weights_dir if model.weights is None else model.materialize(tempfile.mkdtemp(prefix="fnsft_vllm_"))
         if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
             self.tokenizer.save_pretrained(path)
-        kwargs = {"gpu_memory_utilization": 0.3, "enable_prefix_caching": True, **vllm_kwargs}
-        self.llm = LLM(model=path, dtype=str(self.dtype).replace("torch.", ""), **kwargs)
+        self.llm = vllm_engine.start(path, str(self.dtype).replace("torch.", ""), vllm_kwargs)
 
     def _generate_vllm(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
-        from vllm import SamplingParams
+        from fnsft.actors import vllm_engine
 
-        temperature = float(sampling.get("temperature", 1.0))
-        params = SamplingParams(
-            max_tokens=int(sampling.get("max_new_tokens", 32)), temperature=temperature,
-            top_p=float(sampling.get("top_p", 1.0)), top_k=int(sampling.get("top_k", 0)) or -1, seed=seed)
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False)
-        return [list(o.outputs[0].token_ids) for o in outs]
+        return vllm_engine.generate(self.llm, prompt_ids, sampling, seed)
 
     def _load_vllm(self, state: dict) -> None:
         """vLLM takes full HF-named weights: merge pushed adapters into our HF copy first."""
+        from fnsft.actors import vllm_engine
         from fnsft.actors.modeling import load_policy_weights
 
         load_policy_weights(self.model, {k: v.to(self.device) for k, v in state.items()}, self.lora_only)
@@ -228,9 +221,7 @@ class GenerationActor:
             self.model.unmerge_adapter()
         else:
             full = self.model.state_dict()
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # vLLM's in-process engine
-        runner.model.load_weights(weights=list(full.items()))
-        self.llm.reset_prefix_cache()
+        vllm_engine.load_weights(self.llm, full)
 
 
 def push_policy_weights(generation, policy, lora_only: bool, version: int, verify: bool = False) -> dict[str, float]:
@@ -254,5 +245,8 @@ def push_policy_weights(generation, policy, lora_only: bool, version: int, verif
            "weight_load_s": max(a["load_s"] for a in acks)}
     if verify:
         local = weights_checksum(state)
-        out["weight_sync_mismatches"] = float(sum(a["checksum"] != local for a in acks))
+        hf = [a["checksum"] for a in acks if a.get("checksum_of") != "vllm"]
+        engine = {a["checksum"] for a in acks if a.get("checksum_of") == "vllm"}
+        # vLLM names weights its own way: its replicas must agree with each other.
+        out["weight_sync_mismatches"] = float(sum(c != local for c in hf) + max(len(engine) - 1, 0))
     return out

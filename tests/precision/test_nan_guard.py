@@ -54,7 +54,8 @@ def test_nan_stage_stops_the_pipeline(tmp_path, ray_session):
     with pytest.raises(StageError) as info:
         Pipeline.from_dict(cfg).run()
     msg = str(info.value)
-    assert "\n" not in msg and msg.startswith("stage sft:") and "is nan" in msg or "is inf" in msg, msg
+    print("stage error:", msg)
+    assert "\n" not in msg and msg.startswith("stage sft:") and ("is nan" in msg or "is inf" in msg), msg
     summary = json.load(open(tmp_path / "out" / "pipeline_summary.json"))
     assert summary["stages"]["sft"]["status"] == "failed"
     assert "dpo" not in summary["stages"] or summary["stages"]["dpo"].get("status") != "completed"
