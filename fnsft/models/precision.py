@@ -133,3 +133,43 @@ def nonfinite_message(stage: str, what: str, step: int, value: float, prec: "Pre
                   else "a learning rate too high")
     return (f"stage {stage}: {what} is {value} at step {step}; stopped so no broken weights are handed on. "
             f"Likely cause: {' or '.join(causes)}")
+
+
+def disable_dropout(model) -> None:
+    """Dropout off, training mode kept (as TRL's ``disable_dropout``): in RL two forward passes
+    of unchanged weights must give the same log-probs (ratio 1), while HF's gradient
+    checkpointing only runs in training mode — ``model.eval()`` would silently turn it off."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        for attr in ("attention_dropout", "dropout", "hidden_dropout"):  # F.dropout(p=self.<attr>) in forward
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+    config = getattr(model, "config", None)
+    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                 "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+        if isinstance(getattr(config, attr, None), float):
+            setattr(config, attr, 0.0)
+
+
+def optimizer_step(loss, optimizer, params, max_grad_norm: float, scaler=None) -> float:
+    """One plain-torch/DDP step on float32 masters; with ``scaler`` (float16) the loss is scaled,
+    gradients unscaled before clipping, and steps with inf/NaN gradients are skipped.
+    Returns the gradient norm before clipping (NaN when not clipped)."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm) if max_grad_norm else torch.tensor(float("nan"))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return float(norm)
