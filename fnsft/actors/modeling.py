@@ -117,7 +117,8 @@ def sampling_filter(logits, top_k: int = 0, top_p: float = 1.0, keep=None):
     return logits.masked_fill(drop, float("-inf"))
 
 
-def _token_logprobs(logits, ids, temperature: float, top_k: int, top_p: float, need_entropy: bool):
+def _token_logprobs(logits, ids, temperature: float, top_k: int, top_p: float, need_entropy: bool,
+                    entropy_grad: bool = True):
     """Selective log-softmax (TRL's pattern): one row at a time in float32, so the full
     ``(B, C, V)`` float32 tensor is never built. Returns ``(logprobs (B, C), entropy or None)``."""
     import torch
@@ -133,17 +134,23 @@ def _token_logprobs(logits, ids, temperature: float, top_k: int, top_p: float, n
         log_z = torch.logsumexp(z, dim=-1)
         lps.append(z.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1) - log_z)
         if need_entropy:
-            # H = log Z - sum p z; filtered tokens have p = 0 and z = -inf: zero z there, since
-            # 0 * -inf is NaN (in the forward and in the gradient).
-            finite_z = z.masked_fill(torch.isinf(z), 0.0) if filtered else z
-            ents.append(log_z - (torch.softmax(z, dim=-1) * finite_z).sum(-1))
+            ents.append(_entropy(z, log_z, filtered) if entropy_grad else _entropy(z.detach(), log_z.detach(), filtered))
     return torch.stack(lps), (torch.stack(ents) if need_entropy else None)
+
+
+def _entropy(z, log_z, filtered: bool):
+    """``H = log Z - sum p z`` per row; filtered tokens have p = 0 and z = -inf: zero z there,
+    since 0 * -inf is NaN (in the forward and in the gradient)."""
+    import torch
+
+    finite_z = z.masked_fill(torch.isinf(z), 0.0) if filtered else z
+    return log_z - (torch.softmax(z, dim=-1) * finite_z).sum(-1)
 
 
 def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=None,
                        need_logits: bool = False, detach_value_input: bool = False,
                        need_hidden: bool = False, need_entropy: bool = False,
-                       top_k: int = 0, top_p: float = 1.0) -> dict:
+                       top_k: int = 0, top_p: float = 1.0, entropy_grad: bool = True) -> dict:
     """Score the completions of a padded batch in one forward pass.
 
     ``batch`` holds torch tensors ``prompt_ids, prompt_mask, completion_ids, completion_mask``.
@@ -151,7 +158,7 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     from: ``softmax(logits / temperature)`` restricted by ``top_k`` / ``top_p`` (YAML
     ``rl.generation`` sampling; 0 / 1.0 = off) exactly as ``generate`` restricts it.
     Optional: ``entropy (B, C)`` per token when ``need_entropy`` (the bonus; no ``(B, C, V)``
-    tensor kept), ``logits (B, C, V)`` float32 when ``need_logits`` (temperature applied, not
+    tensor kept; ``entropy_grad=False``: a logged stat only, no graph), ``logits (B, C, V)`` float32 when ``need_logits`` (temperature applied, not
     filtered; TRPO's KL), ``values (B, C)`` when a ``value_head`` is given (the value of the
     state before each token, computed in the head's dtype; ``detach_value_input`` keeps the
     critic's gradient out of the policy, as TRPO needs), and ``hidden (B, C, H)`` (the last
@@ -171,7 +178,7 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     # With logits_to_keep the LM head runs on the last C + 1 positions only (P - 1 ... P + C - 1):
     # the prompt's logits are never needed, and on a 49k vocabulary they cost a fifth of the pass.
     raw = out.logits[:, :C] if kwargs else out.logits[:, P - 1 : P + C - 1]
-    logprobs, entropy = _token_logprobs(raw, c_ids, temperature, top_k, top_p, need_entropy)
+    logprobs, entropy = _token_logprobs(raw, c_ids, temperature, top_k, top_p, need_entropy, entropy_grad)
     result = {"logprobs": logprobs}
     if need_entropy:
         result["entropy"] = entropy

@@ -89,3 +89,15 @@ def check_weights(job, model) -> None:
                f"(e.g. {broken[0]}); likely float16 overflow or a learning rate too high")
         record_failure(job, msg)
         raise NonFiniteLoss(msg)
+
+
+def check_finite_stats(stage: str, stats: dict, step: int, precision, learning_rate, job=None) -> None:
+    """The RL loop's guard: every ``*loss`` stat of a minibatch must be finite (else the stage
+    stops with one line, recorded for the driver like the HF trainers' guard)."""
+    for key, value in stats.items():
+        if key.endswith("loss") and not math.isfinite(float(value)):
+            err = NonFiniteLoss(nonfinite_message(stage, key, step, float(value), precision, learning_rate)
+                                .replace(" at step ", " at iteration "))
+            if job is not None:
+                record_failure(job, str(err))
+            raise err
