@@ -122,3 +122,49 @@ def test_dropout_off_but_training_mode_keeps_gradient_checkpointing():
     policy.train()
     with torch.no_grad():  # dropout off: the same weights give the same log-probs (ratio 1)
         torch.testing.assert_close(completion_forward(policy, b)["logprobs"], lp.detach())
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+def test_trainer_strategy_steps_float32_masters(dtype_name):
+    """The RL trainer's own pieces (policy_value_module + Strategy, plain torch): autocast forward,
+    fp16 loss scaling, value head on the half hidden state, float32 optimizer state."""
+    import types
+
+    from fnsft.distributed.rl_learner import policy_value_module
+    from fnsft.distributed.strategy import Strategy
+    from fnsft.rl import ALGORITHMS
+    from fnsft.rl.loop import LossSettings, compute_advantages, policy_objective
+
+    prec, policy, head = _policy(dtype_name, critic=True)
+    module = policy_value_module(policy, head, prec, top_k=8, top_p=0.9)
+    c = types.SimpleNamespace(max_grad_norm=1.0, learning_rate=1e-4, weight_decay=0.0, warmup_steps=0,
+                              lr_scheduler_type="constant")
+    params = [p for p in module.parameters() if p.requires_grad]
+    strategy = Strategy(module, params, types.SimpleNamespace(stage_config=c, deepspeed=None), 1, 8, 10,
+                        torch.device("cpu"), prec)
+    assert (strategy.scaler is not None) == (dtype_name == "float16")
+    b = _batch(policy.config.vocab_size)
+    mask = b["completion_mask"].float()
+    with torch.no_grad():
+        old = module(b, 1.0)
+    spec, s = ALGORITHMS["ppo"], LossSettings()
+    adv = compute_advantages(spec, s, b["scores"], mask, old["logprobs"], None, old["values"], 0.0)
+    mb = {"completion_mask": b["completion_mask"], "old_logprobs": old["logprobs"], "old_values": old["values"], **adv}
+    before = [p.detach().clone() for p in params]
+    for _ in range(2):
+        out = strategy(b, 1.0, need_entropy=True, entropy_grad=False)
+        loss, st = policy_objective(spec, s, out["logprobs"], mb, 0.0, values=out["values"], entropy=out["entropy"])
+        strategy.backward_step(loss)
+    assert abs(float(st["ratio_mean"]) - 1.0) < 0.05
+    assert {p.dtype for g in strategy.optimizer.param_groups for p in g["params"]} == {torch.float32}
+    assert sum(not torch.equal(p.detach(), b0) for p, b0 in zip(params, before)) >= len(params) - 2
+
+
+def test_rl_guard_stops_on_a_nan_loss():
+    from fnsft.distributed.finite_guard import NonFiniteLoss, check_finite_stats
+    from fnsft.models.precision import resolve_precision
+
+    check_finite_stats("rl", {"policy_loss": 0.3, "entropy": float("nan")}, 2, None, 1e-3)  # not a loss
+    with pytest.raises(NonFiniteLoss, match=r"^stage rl: value_loss is inf at iteration 4.*float16 overflow"):
+        check_finite_stats("rl", {"policy_loss": 0.3, "value_loss": float("inf")}, 4,
+                           resolve_precision("float16", False), 1e-3)
