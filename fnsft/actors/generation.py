@@ -1,8 +1,8 @@
 """The generation role: sample completions from the current policy (YAML ``rl.generation``).
 
 A :class:`GenerationActor` holds its own copy of the policy. HF ``generate`` (batched, CPU or
-GPU) is the default engine; ``engine: vllm`` (or ``auto`` with vLLM installed and a GPU
-present) uses vLLM instead. After each update the trainer pushes new weights with
+GPU) is the engine unless ``engine: vllm`` asks for vLLM (:mod:`fnsft.actors.vllm_engine`);
+``auto`` never picks vLLM silently, since only the HF path is tested here. After each update the trainer pushes new weights with
 :meth:`load_weights` — only the LoRA adapters when the policy trains LoRA.
 
 A :class:`~fnsft.actors.serving.ModelServer` (weight pushes, checksums); plain Python that
@@ -25,14 +25,6 @@ def runs(items: list) -> tuple[list[int], list[int]]:
     return starts, [b - a for a, b in zip(starts, starts[1:] + [len(items)])]
 
 
-def vllm_usable() -> bool:
-    import importlib.util
-
-    import torch
-
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
 class GenerationActor(ModelServer):
     """Sample completions for prompts; receive new policy weights (a :class:`ModelServer`).
 
@@ -40,7 +32,7 @@ class GenerationActor(ModelServer):
         model: the stage's incoming :class:`~fnsft.models.handle.ModelHandle`.
         lora: a PEFT ``LoraConfig`` when the trainer trains adapters (the actor wraps its copy
             the same way, so adapter names match), else ``None``.
-        engine: ``hf``, ``vllm`` or ``auto``.
+        engine: ``hf``, ``vllm`` or ``auto`` (= ``hf``; vLLM only when asked by name).
         apply_chat_template: format string prompts as a user turn with the chat template.
         chat_template: a template to use instead of the tokenizer's.
         batch_size: HF generation micro-batch (memory bound); 0 = all at once.
@@ -56,7 +48,7 @@ class GenerationActor(ModelServer):
         super().__init__(model, dtype=dtype, batch_size=batch_size, lora=lora, replica=replica)
         self.tokenizer = load_tokenizer(model.source, model.trust_remote_code, chat_template)
         self.apply_chat_template = apply_chat_template
-        self.engine = "vllm" if engine == "vllm" or (engine == "auto" and vllm_usable()) else "hf"
+        self.engine = "vllm" if engine == "vllm" else "hf"
         self.llm = None
         if self.engine == "vllm":
             self._start_vllm(model, vllm_kwargs or {})
@@ -142,31 +134,34 @@ class GenerationActor(ModelServer):
         else:
             super().install_weights(state)
 
+    def weights_checksum(self) -> str:
+        """With vLLM: computed by the engine over the weights it generates with (its names)."""
+        if self.engine == "vllm":
+            from fnsft.actors import vllm_engine
+
+            return vllm_engine.checksum(self.llm)
+        return super().weights_checksum()
+
     # vLLM (GPU only; not exercised by the CPU test suite) -----------------------------------
     def _start_vllm(self, model, vllm_kwargs: dict) -> None:
         import os
         import tempfile
 
-        from vllm import LLM
+        from fnsft.actors import vllm_engine
 
         path = model.weights_dir if model.weights is None else model.materialize(tempfile.mkdtemp(prefix="fnsft_vllm_"))
         if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
             self.tokenizer.save_pretrained(path)
-        kwargs = {"gpu_memory_utilization": 0.3, "enable_prefix_caching": True, **vllm_kwargs}
-        self.llm = LLM(model=path, dtype=str(self.dtype).replace("torch.", ""), **kwargs)
+        self.llm = vllm_engine.start(path, str(self.dtype).replace("torch.", ""), vllm_kwargs)
 
     def _generate_vllm(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
-        from vllm import SamplingParams
+        from fnsft.actors import vllm_engine
 
-        temperature = float(sampling.get("temperature", 1.0))
-        params = SamplingParams(
-            max_tokens=int(sampling.get("max_new_tokens", 32)), temperature=temperature,
-            top_p=float(sampling.get("top_p", 1.0)), top_k=int(sampling.get("top_k", 0)) or -1, seed=seed)
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], params, use_tqdm=False)
-        return [list(o.outputs[0].token_ids) for o in outs]
+        return vllm_engine.generate(self.llm, prompt_ids, sampling, seed)
 
     def _load_vllm(self, state: dict) -> None:
         """vLLM takes full HF-named weights: merge pushed adapters into our HF copy first."""
+        from fnsft.actors import vllm_engine
         from fnsft.actors.modeling import load_policy_weights
 
         load_policy_weights(self.model, {k: v.to(self.device) for k, v in state.items()}, self.lora_only)
@@ -177,6 +172,4 @@ class GenerationActor(ModelServer):
             self.model.unmerge_adapter()
         else:
             full = self.model.state_dict()
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # vLLM's in-process engine
-        runner.model.load_weights(weights=list(full.items()))
-        self.llm.reset_prefix_cache()
+        vllm_engine.load_weights(self.llm, full)

@@ -85,9 +85,14 @@ class RewardActor:
             else:
                 fn, fixed = rule_function(spec)
             self.terms.append((spec.label, float(spec.weight), fn, fixed))
+        self.completions_scored = 0
 
     def ready(self) -> bool:
         return True
+
+    def num_scored(self) -> int:
+        """Completions this replica has scored (each replica scores a share of every batch)."""
+        return self.completions_scored
 
     def score(self, prompts: list, completions: list[str], columns: Optional[dict[str, list]] = None,
               completion_ids: Optional[list[list[int]]] = None) -> dict[str, Any]:
@@ -114,6 +119,7 @@ class RewardActor:
             components[label] = call_reward(fn, ps, completions, columns, fixed, label)
             seconds[label] = time.perf_counter() - t0
         weights = {label: w for label, w, _, _ in self.terms}
+        self.completions_scored += len(completions)
         out = {"rewards": weighted_sum(components, weights) if self.terms else [0.0] * len(completions),
                "components": components, "seconds": seconds}
         if self.judge is not None:

@@ -71,9 +71,7 @@ def collect_rollout(roles, rows: list[dict], *, num_generations: int, sampling: 
     masked: list[bool] = []
     scores = np.zeros(len(prompts), np.float32)
     if roles.reward is not None:
-        import ray
-
-        out = ray.get(roles.reward.actors[0].score.remote(prompts, gen["texts"], columns, gen["completion_ids"]))
+        out = score_split(roles.reward, prompts, gen["texts"], columns, gen["completion_ids"])
         scores = np.asarray(out["rewards"], np.float32)
         components = out["components"]
         metrics = out.get("metrics", {})
@@ -97,3 +95,29 @@ def collect_rollout(roles, rows: list[dict], *, num_generations: int, sampling: 
     arrays["scores"] = scores
     return Rollout(arrays=arrays, prompts=prompts, completions=gen["texts"], components=components,
                    truncated=gen["truncated"], timings=timings, metrics=metrics, masked=masked)
+
+
+def score_split(reward, prompts: list, texts: list[str], columns: dict[str, list],
+                completion_ids: list[list[int]]) -> dict[str, Any]:
+    """Score with every replica of the ``reward`` group (``rl.reward.num_replicas``), each on a
+    contiguous share of the batch; the outputs joined as one :meth:`RewardActor.score` answer
+    (``seconds``: the slowest replica's time per term)."""
+    import ray
+
+    n, k = len(prompts), len(reward.actors)
+    bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+    refs = [actor.score.remote(prompts[a:b], texts[a:b], {c: v[a:b] for c, v in columns.items()},
+                               completion_ids[a:b])
+            for actor, (a, b) in zip(reward.actors, bounds) if b > a]
+    parts = ray.get(refs)
+    if len(parts) == 1:
+        return parts[0]
+    out = {"rewards": [x for p in parts for x in p["rewards"]],
+           "components": {label: [x for p in parts for x in p["components"][label]] for label in parts[0]["components"]},
+           "seconds": {label: max(p["seconds"][label] for p in parts) for label in parts[0]["seconds"]}}
+    if any("masked" in p for p in parts):  # a judge term: failed judgements are masked rows
+        out["masked"] = [x for p in parts for x in p.get("masked", [False] * len(p["rewards"]))]
+    metrics = [p["metrics"] for p in parts if p.get("metrics")]
+    if metrics:  # per-replica judge counters: their mean is the batch's (equal shares)
+        out["metrics"] = {k: sum(m[k] for m in metrics) / len(metrics) for k in metrics[0]}
+    return out

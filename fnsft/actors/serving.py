@@ -101,7 +101,6 @@ class ModelServer:
         """
         import warnings
 
-        from fnsft.actors.modeling import policy_weights, weights_checksum
         from fnsft.models.weights import numpy_to_state_dict
 
         t0 = time.perf_counter()
@@ -112,7 +111,8 @@ class ModelServer:
         self.version = version
         ack = {"replica": self.replica, "version": version, "load_s": time.perf_counter() - t0}
         if checksum:
-            ack["checksum"] = weights_checksum(policy_weights(self.model, self.lora_only))
+            ack["checksum"] = self.weights_checksum()
+            ack["checksum_of"] = getattr(self, "engine", "hf")  # vllm: the engine's weights, its names
         return ack
 
     def install_weights(self, state: dict) -> None:
@@ -157,5 +157,8 @@ def push_policy_weights(group, policy, lora_only: bool, version: int, verify: bo
            "weight_load_s": max(a["load_s"] for a in acks)}
     if verify:
         local = weights_checksum(state)
-        out["weight_sync_mismatches"] = float(sum(a["checksum"] != local for a in acks))
+        hf = [a["checksum"] for a in acks if a.get("checksum_of") != "vllm"]
+        engine = {a["checksum"] for a in acks if a.get("checksum_of") == "vllm"}
+        # vLLM names weights its own way: its replicas must agree with each other.
+        out["weight_sync_mismatches"] = float(sum(c != local for c in hf) + max(len(engine) - 1, 0))
     return out

@@ -29,13 +29,15 @@ def import_string(path: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def common_training_args(job, out_dir: str, dtype) -> dict[str, Any]:
-    """TrainingArguments shared by TRL's configs, from the stage config (same names as HF)."""
-    import torch
+def common_training_args(job, out_dir: str, precision) -> dict[str, Any]:
+    """TrainingArguments shared by TRL's configs (same names as HF); ``precision`` (a
+    :class:`~fnsft.models.precision.Precision` or torch dtype) sets ``bf16``/``fp16`` autocast."""
+    from fnsft.models.precision import Precision
 
+    if not isinstance(precision, Precision):  # a torch dtype
+        precision = Precision(str(precision).replace("torch.", ""), job.use_gpu)
     c = job.stage_config
-    bf16 = dtype == torch.bfloat16
-    fp16 = dtype == torch.float16 and job.use_gpu
+    bf16, fp16 = precision.bf16, precision.fp16
     has_eval = "eval" in job.data
     args = dict(
         output_dir=out_dir,
@@ -69,6 +71,7 @@ def common_training_args(job, out_dir: str, dtype) -> dict[str, Any]:
         include_num_input_tokens_seen="non_padding",
         ddp_find_unused_parameters=False,
         save_only_model=False,
+        logging_nan_inf_filter=False,  # a NaN loss must show (and stop the stage), not be averaged away
     )
     return args
 
@@ -222,7 +225,9 @@ def train_worker(config: dict) -> None:
     import torch
     from datasets import Dataset
 
-    from fnsft.models.loading import load_for_training, load_tokenizer, lora_config, resolve_torch_dtype
+    from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
+    from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
+    from fnsft.models.precision import resolve_precision
 
     job = config["job"]
     c = job.stage_config
@@ -230,7 +235,11 @@ def train_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.manual_seed(c.seed)
-    dtype = resolve_torch_dtype(job.torch_dtype, job.use_gpu)
+    failed = recorded_failure(job.store, job.key)
+    if failed:  # a restarted worker group: the loss went NaN before; retraining would repeat it
+        raise NonFiniteLoss(failed)
+    precision = resolve_precision(job.torch_dtype, job.use_gpu)
+    dtype = precision.compute_dtype
     out_dir = os.path.join(c.output_dir, "trainer")
     scratch = os.path.join(c.output_dir, ".scratch")
     os.makedirs(out_dir, exist_ok=True)
@@ -238,7 +247,7 @@ def train_worker(config: dict) -> None:
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
-    model = load_for_training(job.model, c, dtype, scratch)
+    model = load_for_training(job.model, c, precision, scratch)
     train_ds = Dataset.from_list(ray.get(job.data["train"]))
     eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
     peft_config = lora_config(c) if c.use_peft else None
@@ -246,7 +255,7 @@ def train_worker(config: dict) -> None:
     # transformers 5 reads the TensorBoard folder from the environment.
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
     build = import_string(job.builder)
-    args = common_training_args(job, out_dir, dtype)
+    args = common_training_args(job, out_dir, precision)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
     from transformers.trainer_callback import PrinterCallback
@@ -256,6 +265,7 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(throughput_meter(metrics))
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
+    guard_trainer(trainer, job.stage_name, precision)
     hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
 
     resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
@@ -266,11 +276,14 @@ def train_worker(config: dict) -> None:
     if eval_ds is not None and c.eval_before_training and not resume:
         trainer.add_callback(_eval_before_callback(trainer, metrics))
     t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.time() - t0
-    metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
-    if eval_ds is not None:
-        metrics.update(trainer.evaluate())
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        train_seconds = time.time() - t0
+        metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+        metrics.update(trainer.evaluate() if eval_ds is not None else {})
+    except NonFiniteLoss as e:
+        record_failure(job, str(e))
+        raise
     if "eval_loss" in metrics:
         metrics["eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["eval_loss"], 50.0))))
     if "before_eval_loss" in metrics:
@@ -297,6 +310,9 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
 
     unset_hf_deepspeed_config()
     model = _merged_model(job, final_dir, dtype)
+    from fnsft.distributed.finite_guard import check_weights
+
+    check_weights(job, model)  # never hand a NaN model on
     history = trainer.state.log_history
     artifacts = {}
     with open(os.path.join(c.output_dir, "log_history.json"), "w") as f:
@@ -328,15 +344,17 @@ def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) ->
 
 
 def _merged_model(job, final_dir: str, dtype):
-    """Full weights for the next stage: LoRA adapters merged into the (unquantized) base."""
+    """Full weights for the next stage, in the compute dtype: LoRA adapters merged into the
+    (unquantized) base in float32 first, so small adapter deltas are not rounded away twice."""
     if not job.stage_config.use_peft:
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(final_dir, dtype=dtype)
+    import torch
     from peft import PeftModel
 
-    base = job.model.load(dtype=dtype)
-    return PeftModel.from_pretrained(base, final_dir).merge_and_unload()
+    base = job.model.load(dtype=torch.float32)
+    return PeftModel.from_pretrained(base, final_dir).merge_and_unload().to(dtype)
 
 
 def mark_worker(output_dir: str, rank: int) -> None:

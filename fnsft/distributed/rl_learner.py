@@ -17,14 +17,19 @@ trainer's state (``c`` the stage config, ``spec`` the algorithm, ``settings``, `
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+from fnsft.distributed.finite_guard import check_finite_stats
 from fnsft.distributed.strategy import active_dist, gather_rows, mean_stats
 
 
-def policy_value_module(policy, value_head):
-    """The policy and its critic as one ``torch.nn.Module`` (what the Strategy wraps)."""
+def policy_value_module(policy, value_head, precision=None, top_k: int = 0, top_p: float = 1.0):
+    """The policy and its critic as one ``torch.nn.Module`` (what the Strategy wraps).
+
+    Its forward runs under ``precision``'s autocast (float32 master weights, half compute) and
+    scores tokens under the sampling distribution (``top_k`` / ``top_p``, as generated)."""
     import torch
 
     from fnsft.actors.modeling import completion_forward
@@ -38,10 +43,15 @@ def policy_value_module(policy, value_head):
             self.value_head = value_head
 
         def forward(self, batch: dict, temperature: float = 1.0, need_logits: bool = False,
-                    detach_value_input: bool = False, with_value: bool = True):
-            return completion_forward(self.policy, batch, temperature,
-                                      self.value_head if with_value else None,
-                                      need_logits=need_logits, detach_value_input=detach_value_input)
+                    detach_value_input: bool = False, with_value: bool = True, need_entropy: bool = False,
+                    entropy_grad: bool = True):
+            device = batch["completion_ids"].device.type
+            with precision.autocast(device) if precision is not None else contextlib.nullcontext():
+                return completion_forward(self.policy, batch, temperature,
+                                          self.value_head if with_value else None,
+                                          need_logits=need_logits, detach_value_input=detach_value_input,
+                                          need_entropy=need_entropy, entropy_grad=entropy_grad,
+                                          top_k=top_k, top_p=top_p)
 
     return PolicyValueModel()
 
@@ -139,15 +149,17 @@ class RLLearner:
             for chunk in perm.chunk(n_mb):
                 idx = chunk[self.rank::self.world].to(self.device)
                 mb = {k: full[k][idx] for k in keys}
-                out = self.strategy(mb, c.temperature, need_logits=True, with_value=spec.uses_critic)
+                # Entropy row by row (no (B, C, V) logits kept); a graph only when it is a bonus.
+                out = self.strategy(mb, c.temperature, need_entropy=True, entropy_grad=bool(c.entropy_coef),
+                                    with_value=spec.uses_critic)
                 if "old_logprobs" not in mb:  # one on-policy step: these weights sampled the batch
                     mb["old_logprobs"] = out["logprobs"].detach()
                     if "ref_logprobs" in mb:
                         kl_rows.append(sequence_kl(mb["old_logprobs"], mb["ref_logprobs"],
                                                    mb["completion_mask"].float(), "k1"))
-                logits = out["logits"] if c.entropy_coef else out["logits"].detach()
                 loss, st = policy_objective(spec, self.settings, out["logprobs"], mb, self.kl_ctl.value,
-                                            values=out.get("values"), logits=logits)
+                                            values=out.get("values"), entropy=out["entropy"])
+                check_finite_stats(self.job.stage_name, st, it + 1, self.precision, c.learning_rate, self.job)
                 norms.append(self.strategy.backward_step(loss))
                 stats.append({k: float(v) for k, v in st.items()})
         if kl_rows:
@@ -180,8 +192,8 @@ class RLLearner:
                 old = completion_forward(self.policy, batch, c.temperature, need_logits=True)
             old_logits = old["logits"].detach()
 
-            def loss_fn():
-                out = completion_forward(self.policy, batch, c.temperature)
+            def loss_fn():  # scored as the old pass scored them (autocast, sampling filter)
+                out = self.module(batch, c.temperature, with_value=False)
                 loss, _ = trpo_surrogate_loss(out["logprobs"], full["old_logprobs"], full["advantages"], mask)
                 if kl_in_loss:
                     loss = loss + self.kl_ctl.value * masked_mean(kl_penalty(out["logprobs"], ref, "k3"), mask)
@@ -201,7 +213,7 @@ class RLLearner:
                 hidden = completion_forward(self.policy, batch, c.temperature, need_hidden=True)["hidden"]
             # The critic reads the policy's features but never changes the policy (the trust region).
             for _ in range(max(1, c.ppo_epochs)):
-                values = self.value_head(hidden).squeeze(-1).float()
+                values = self.value_head(hidden.float()).squeeze(-1).float()  # the head: float32 master
                 vloss, _ = value_loss(values, full["old_values"], full["returns"], mask, None)
                 self.critic_opt.zero_grad(set_to_none=True)
                 vloss.backward()

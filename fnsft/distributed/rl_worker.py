@@ -49,7 +49,8 @@ class RLTrainer(RLLearner, RLReport):
     def __init__(self, job, rank: int, world: int, device):
         import torch
 
-        from fnsft.models.loading import load_tokenizer, resolve_torch_dtype
+        from fnsft.models.loading import load_tokenizer
+        from fnsft.models.precision import resolve_precision
         from fnsft.rl import get_algorithm
         from fnsft.rl.loop import LossSettings
 
@@ -57,7 +58,9 @@ class RLTrainer(RLLearner, RLReport):
         self.roles = job.extra["roles"]
         self.rank, self.world, self.device = rank, world, device
         self.spec = get_algorithm(self.c.algorithm)
-        self.dtype = resolve_torch_dtype(job.torch_dtype, job.use_gpu)
+        # float32 master weights (policy, adapters, value head), compute in the requested dtype.
+        self.precision = resolve_precision(job.torch_dtype, job.use_gpu)
+        self.dtype = self.precision.compute_dtype
         self.tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code, self.c.chat_template)
         c = self.c
         self.settings = LossSettings(
@@ -81,9 +84,10 @@ class RLTrainer(RLLearner, RLReport):
         import torch
 
         from fnsft.actors.modeling import ValueHead
+        from fnsft.models.precision import disable_dropout, to_master
 
         c = self.c
-        policy = self.job.model.load(dtype=self.dtype)
+        policy = self.job.model.load(dtype=self.precision.load_dtype(trainable=not c.use_peft))
         if self.spec.policy_update == "natural":
             # Fisher-vector products differentiate twice; SDPA's fused CPU/flash kernels cannot.
             policy.set_attn_implementation("eager")
@@ -93,12 +97,15 @@ class RLTrainer(RLLearner, RLReport):
             from fnsft.models.loading import lora_config
 
             policy = get_peft_model(policy, lora_config(c))
+            to_master(policy)  # adapters float32; the frozen base stays in the compute dtype
         if c.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
         value_head = ValueHead.build(policy.config.hidden_size) if self.spec.uses_critic else None
-        self.module = policy_value_module(policy, value_head).to(self.device)
-        # No dropout in RL: the ratio between two forward passes must be 1 for unchanged weights.
-        self.module.eval()
+        self.module = policy_value_module(policy, value_head, self.precision, c.top_k, c.top_p).to(self.device)
+        # No dropout in RL (the ratio between two forward passes must be 1 for unchanged weights),
+        # but training mode: HF's gradient checkpointing only runs in it.
+        disable_dropout(self.module)
+        self.module.train()
         self.policy, self.value_head = policy, value_head
         self.ref_mode = self._reference_mode()
         rows = self.c.prompts_per_iteration * self.c.num_generations
@@ -111,7 +118,7 @@ class RLTrainer(RLLearner, RLReport):
             params = [p for p in self.module.parameters() if p.requires_grad]
             micro = math.ceil(rows / n_mb / self.world)
             self.strategy = Strategy(self.module, params, self.job, self.world, micro,
-                                     self.num_iterations * epochs * n_mb, self.device)
+                                     self.num_iterations * epochs * n_mb, self.device, self.precision)
 
     def _reference_mode(self) -> Optional[str]:
         """Where reference log-probs come from: the actor, the policy without adapters, or nowhere."""

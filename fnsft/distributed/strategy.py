@@ -22,7 +22,8 @@ import json
 class Strategy:
     """Backward/step for one module: a DeepSpeed engine, DDP, or plain torch (one worker)."""
 
-    def __init__(self, module, params, job, world: int, micro_batch: int, total_steps: int, device):
+    def __init__(self, module, params, job, world: int, micro_batch: int, total_steps: int, device,
+                 precision=None):
         import torch
         from transformers import get_scheduler
 
@@ -31,6 +32,11 @@ class Strategy:
         self.params = params
         self.kind = "torch"
         self.clip = c.max_grad_norm
+        # The module's forward autocasts (fnsft.models.precision); params stay float32. float16
+        # scales the loss: torch's GradScaler here, DeepSpeed's dynamic loss scale under it.
+        self.precision = precision
+        fp16 = precision is not None and precision.compute == "float16"
+        self.scaler = precision.grad_scaler(device.type) if fp16 and job.deepspeed is None else None
         optimizer = torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay)
         warmup = int(c.warmup_steps * total_steps) if 0 < c.warmup_steps < 1 else int(c.warmup_steps)
         scheduler = get_scheduler(c.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
@@ -39,6 +45,8 @@ class Strategy:
             import deepspeed
 
             cfg = _concrete_deepspeed(job.deepspeed, micro_batch, world, c.max_grad_norm)
+            if fp16 and precision.fp16:  # GPU: DeepSpeed's fp16 optimizer keeps float32 masters
+                cfg["fp16"] = {"enabled": True, "loss_scale": 0}
             # A torch optimizer (not DeepSpeed's JIT-compiled Adam): allowed by zero_allow_untested_optimizer.
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=module, optimizer=optimizer, lr_scheduler=scheduler, config=cfg)
@@ -59,19 +67,16 @@ class Strategy:
 
     def backward_step(self, loss) -> float:
         """One optimizer step on ``loss``; returns the gradient norm (before clipping) when known."""
-        import torch
-
         if self.engine is not None:
             self.engine.backward(loss)
             self.engine.step()
             norm = self.engine.get_global_grad_norm()
             return float(norm) if norm is not None else float("nan")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.tensor(float("nan"))
-        self.optimizer.step()
+        from fnsft.models.precision import optimizer_step
+
+        norm = optimizer_step(loss, self.optimizer, self.params, self.clip, self.scaler)
         self.scheduler.step()
-        return float(norm)
+        return norm
 
 
 def _concrete_deepspeed(base: dict, micro_batch: int, world: int, clip: float) -> dict:

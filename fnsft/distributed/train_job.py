@@ -65,7 +65,10 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     try:
         trainer.fit()
     except Exception as e:
-        raise StageError(f"stage {job.stage_name}: Ray Train job failed: {_root_cause(e)}") from e
+        from fnsft.distributed.finite_guard import recorded_failure
+
+        failed = recorded_failure(job.store, job.key, keep=False)  # e.g. a NaN loss: its own one line
+        raise StageError(failed or f"stage {job.stage_name}: Ray Train job failed: {_root_cause(e)}") from e
     import ray
 
     out = ray.get(job.store.take.remote(job.key))

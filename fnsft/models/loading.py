@@ -12,16 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def resolve_torch_dtype(name: str, on_gpu: bool):
-    """``auto``: bfloat16 on GPUs that support it natively, else float32 (CPU bf16 is emulated)."""
-    import torch
+    """The compute dtype of YAML ``torch_dtype`` (``auto``: bfloat16 on GPUs that support it
+    natively, else float32). Frozen copies load in it; training loads trainable weights in
+    float32 (:mod:`fnsft.models.precision`)."""
+    from fnsft.models.precision import resolve_precision
 
-    if name == "auto":
-        if on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if not on_gpu and name in ("bfloat16", "float16"):
-        log.warning("torch_dtype=%s on CPU is emulated and slow; training keeps float32 math", name)
-    return getattr(torch, name)
+    return resolve_precision(name, on_gpu).compute_dtype
 
 
 # The chat template for models whose tokenizer has none (e.g. microsoft/DialoGPT-medium, base
@@ -101,13 +97,20 @@ def quantization_config(cfg: Any, compute_dtype):
     return None
 
 
-def load_for_training(handle, cfg: Any, dtype, scratch_dir: str):
-    """The incoming model, quantized if asked, ready for TRL (LoRA is added by the trainer)."""
+def load_for_training(handle, cfg: Any, precision, scratch_dir: str):
+    """The incoming model, quantized if asked, ready for TRL (LoRA is added by the trainer).
+
+    ``precision`` (:class:`fnsft.models.precision.Precision`): a full fine-tune loads float32
+    master weights (the trainer autocasts to the compute dtype); a LoRA base is frozen and
+    loads in the compute dtype (PEFT makes the adapters float32).
+    """
     from transformers import AutoModelForCausalLM
 
-    quant = quantization_config(cfg, dtype)
+    dtype = precision.load_dtype(trainable=not cfg.use_peft)
+    quant = quantization_config(cfg, precision.compute_dtype)
     if quant is None:
         return handle.load(dtype=dtype)
+    dtype = precision.compute_dtype
     # bitsandbytes quantizes while loading, so the weights must come from a directory.
     path = handle.materialize(scratch_dir)
     model = AutoModelForCausalLM.from_pretrained(

@@ -108,12 +108,15 @@ def policy_objective(
     kl_coef: float,
     values: Optional[Tensor] = None,
     logits: Optional[Tensor] = None,
+    entropy: Optional[Tensor] = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss of one minibatch for ppo, a2c, grpo and rloo; ``(loss, stats)``.
 
     ``mb`` holds the minibatch rows of ``completion_mask``, ``old_logprobs``, ``advantages``
     and, as needed, ``returns``/``old_values`` (critic) and ``ref_logprobs`` (KL in the loss).
-    ``logits`` are needed only for the entropy bonus (``s.entropy_coef > 0``).
+    The entropy bonus (``s.entropy_coef > 0``) and stat need either per-token ``entropy``
+    ``(B, T)`` (:func:`fnsft.actors.modeling.completion_forward` with ``need_entropy``: no
+    ``(B, T, V)`` tensor is kept) or the full ``logits``.
     """
     mask = mb["completion_mask"].to(logprobs.dtype)
     ref = mb.get("ref_logprobs")
@@ -149,9 +152,9 @@ def policy_objective(
         loss = loss + s.vf_coef * vloss
         stats.update(vst)
         stats["value_loss"] = vloss.detach()
-    if logits is not None:
-        entropy = entropy_from_logits(logits, mask)
+    if entropy is not None or logits is not None:
+        h = masked_mean(entropy, mask) if entropy is not None else entropy_from_logits(logits, mask)
         if s.entropy_coef:
-            loss = loss - s.entropy_coef * entropy
-        stats["entropy"] = entropy.detach()
+            loss = loss - s.entropy_coef * h
+        stats["entropy"] = h.detach()
     return loss, stats

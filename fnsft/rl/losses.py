@@ -164,8 +164,9 @@ def grpo_loss(
             answers are not down-weighted); ``"sequence"`` averages each sequence, then the
             batch (the original paper).
 
-    Stats: those of :func:`ppo_policy_loss` plus ``kl`` (mean k3 KL to the reference, 0 if
-    none).
+    Stats: those of :func:`ppo_policy_loss` plus, with a reference, ``kl_loss`` (mean per-token
+    k3 KL to the reference inside the loss). Not ``kl``: that key is the per-sequence k1 KL the
+    trainer logs and the adaptive controller compares with ``kl_target``.
     """
     per_token, ratio, log_ratio, was_clipped = _clipped_surrogate(
         logprobs, old_logprobs, _token_advantages(advantages, mask), clip_range
@@ -184,5 +185,6 @@ def grpo_loss(
     else:
         raise ConfigError(f"unknown rl.loss_agg {loss_agg!r}; expected 'token' or 'sequence'")
     stats = _surrogate_stats(ratio, log_ratio, was_clipped, mask)
-    stats["kl"] = masked_mean(kl.detach(), mask)
+    if ref_logprobs is not None:
+        stats["kl_loss"] = masked_mean(kl.detach(), mask)
     return loss, stats

@@ -40,7 +40,7 @@ class GenerationSettings(RoleResources):
     """``rl.generation``: the generation actors."""
 
     engine: Literal["auto", "hf", "vllm"] = field(
-        default="auto", metadata={"help": "hf: transformers generate; vllm: vLLM (GPU); auto: vLLM when installed and a GPU is present."})
+        default="auto", metadata={"help": "hf: transformers generate; vllm: vLLM (GPU, only when named); auto: hf (vLLM is never picked silently)."})
     batch_size: int = field(default=0, metadata={"help": "HF generate micro-batch per actor (0: the whole share at once)."})
     vllm_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra vllm.LLM(...) arguments."})
 

@@ -50,9 +50,10 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     assert "entropy" in stats and "policy_loss" in stats
     assert ("value_loss" in stats) == spec.uses_critic
     assert ("clip_fraction" in stats) == (spec.policy_update == "clipped")
-    # KL goes to the loss only when it is not in the reward (grpo_loss reports its own "kl").
+    # KL goes to the loss only when it is not in the reward; "kl" stays the controller's k1 KL.
     # (online_dpo: the reference is inside the DPO pair weights, never a KL term.)
-    assert ("kl_loss" in stats) == (not kl_in_reward and name not in ("grpo", "online_dpo"))
+    assert ("kl_loss" in stats) == (not kl_in_reward and name != "online_dpo")
+    assert "kl" not in stats
 
 
 def test_kl_in_reward_lowers_group_rewards():

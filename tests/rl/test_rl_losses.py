@@ -93,7 +93,7 @@ def test_grpo_loss_matches_ppo_plus_k3_kl():
     k3 = torch.exp(ref - logp) - (ref - logp) - 1
     kl = (k3 * mask).sum() / mask.sum()
     torch.testing.assert_close(with_kl, ppo + 0.1 * kl)
-    torch.testing.assert_close(stats["kl"], kl)
+    torch.testing.assert_close(stats["kl_loss"], kl)
     seq, _ = grpo_loss(logp, old, adv, mask, 0.2, loss_agg="sequence")
     # Same token losses as the PPO term, averaged per sequence then over the batch.
     r = torch.exp(logp - old)

@@ -1,0 +1,175 @@
+"""The one precision policy of every training path (YAML ``torch_dtype``; see docs/precision.md).
+
+- Trainable weights and their optimizer state are float32 ("master weights"), always.
+- Compute runs in the requested dtype by autocast: ``bfloat16`` or ``float16`` (``auto``:
+  bfloat16 on GPUs that support it, else float32 — bf16 is emulated and slow on CPUs).
+- ``float16`` scales the loss (a ``GradScaler``; HF's ``fp16=True`` does the same) so small
+  gradients do not flush to zero; bfloat16 has float32's range and needs none.
+- Frozen weights (a LoRA base, a reference model, generation copies) may stay in the compute
+  dtype: they have no optimizer state and are never updated.
+- Under DeepSpeed the ``bf16``/``fp16`` sections do the same: DeepSpeed casts the module to the
+  half dtype and keeps float32 master partitions itself.
+
+Functions here import torch lazily: config validation imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+HALF = ("bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a stage computes in (``compute``) and how, from ``torch_dtype`` and the hardware.
+
+    ``compute`` is a dtype name: ``float32``, ``bfloat16`` or ``float16``.
+    """
+
+    compute: str
+    on_gpu: bool = False
+
+    @property
+    def compute_dtype(self):
+        import torch
+
+        return getattr(torch, self.compute)
+
+    @property
+    def master_dtype(self):
+        """Trainable weights and optimizer state: always float32."""
+        import torch
+
+        return torch.float32
+
+    @property
+    def mixed(self) -> bool:
+        return self.compute in HALF
+
+    @property
+    def bf16(self) -> bool:
+        """HF ``TrainingArguments.bf16`` (autocast to bf16; DeepSpeed's ``bf16`` section)."""
+        return self.compute == "bfloat16"
+
+    @property
+    def fp16(self) -> bool:
+        """HF ``TrainingArguments.fp16`` (autocast + loss scaling; DeepSpeed's ``fp16`` section).
+
+        Only on GPUs: HF/accelerate have no CPU fp16 autocast nor scaler, and DeepSpeed's CPU
+        accelerator has no fp16 optimizer, so there a float16 request computes in float32 (the
+        weights are float32 either way).
+        """
+        return self.compute == "float16" and self.on_gpu
+
+    def load_dtype(self, trainable: bool):
+        """The dtype to load a model in: float32 when its weights train (full fine-tune, the
+        RL policy without LoRA), the compute dtype for a frozen base (LoRA, QLoRA, reference)."""
+        return self.master_dtype if trainable else self.compute_dtype
+
+    def autocast(self, device_type: str):
+        """A context that runs the forward (and so the backward) in the compute dtype."""
+        import torch
+
+        if not self.mixed:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device_type, dtype=self.compute_dtype)
+
+    def grad_scaler(self, device_type: str):
+        """A ``torch.amp.GradScaler`` for float16, else ``None`` (bf16/fp32 need no scaling)."""
+        import torch
+
+        if self.compute != "float16":
+            return None
+        return torch.amp.GradScaler(device_type)
+
+
+def resolve_precision(torch_dtype: str, on_gpu: bool) -> Precision:
+    """The stage's precision from YAML ``torch_dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``).
+
+    ``auto``: bfloat16 on GPUs that support it natively, else float32 (CPU bf16 is emulated,
+    ~15x slower; TRL's configs default ``bf16=True`` even on CPU, so the choice is made here).
+    """
+    import torch
+
+    if torch_dtype == "auto":
+        ok = on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return Precision("bfloat16" if ok else "float32", on_gpu)
+    if torch_dtype not in ("float32",) + HALF:
+        raise ValueError(f"torch_dtype: {torch_dtype!r} (accepted: auto, float32, bfloat16, float16)")
+    if not on_gpu and torch_dtype in HALF:
+        log.warning("torch_dtype=%s on CPU is emulated and slow; weights stay float32", torch_dtype)
+    return Precision(torch_dtype, on_gpu)
+
+
+def to_master(module) -> None:
+    """Cast every trainable parameter of ``module`` to float32 in place (frozen ones stay)."""
+    import torch
+
+    for p in module.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """Names of the floating tensors in ``state`` holding NaN or inf (a model never handed on)."""
+    import torch
+
+    return [n for n, t in state.items()
+            if torch.is_floating_point(t) and not bool(torch.isfinite(t).all())]
+
+
+def nonfinite_message(stage: str, what: str, step: int, value: float, prec: "Precision | None",
+                      learning_rate: float | None) -> str:
+    """One line naming the stage, the step and the likely cause of a NaN/inf loss."""
+    causes = []
+    if prec is not None and prec.compute == "float16":
+        causes.append("float16 overflow (use torch_dtype: bfloat16 or float32)")
+    causes.append(f"a learning rate too high (learning_rate: {learning_rate:g})" if learning_rate
+                  else "a learning rate too high")
+    return (f"stage {stage}: {what} is {value} at step {step}; stopped so no broken weights are handed on. "
+            f"Likely cause: {' or '.join(causes)}")
+
+
+def disable_dropout(model) -> None:
+    """Dropout off, training mode kept (as TRL's ``disable_dropout``): in RL two forward passes
+    of unchanged weights must give the same log-probs (ratio 1), while HF's gradient
+    checkpointing only runs in training mode — ``model.eval()`` would silently turn it off."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        for attr in ("attention_dropout", "dropout", "hidden_dropout"):  # F.dropout(p=self.<attr>) in forward
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, 0.0)
+    config = getattr(model, "config", None)
+    for attr in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                 "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+        if isinstance(getattr(config, attr, None), float):
+            setattr(config, attr, 0.0)
+
+
+def optimizer_step(loss, optimizer, params, max_grad_norm: float, scaler=None) -> float:
+    """One plain-torch/DDP step on float32 masters; with ``scaler`` (float16) the loss is scaled,
+    gradients unscaled before clipping, and steps with inf/NaN gradients are skipped.
+    Returns the gradient norm before clipping (NaN when not clipped)."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm) if max_grad_norm else torch.tensor(float("nan"))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return float(norm)
