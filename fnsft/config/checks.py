@@ -30,10 +30,6 @@ SCHEDULERS = (
     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
     "warmup_stable_decay", "greedy",
 )
-REPORTERS = (
-    "azure_ml", "comet_ml", "mlflow", "neptune", "tensorboard", "trackio", "wandb", "codecarbon",
-    "clearml", "dagshub", "flyte", "dvclive", "swanlab", "kubeflow", "all", "none",
-)
 
 
 def _choice(value: str, accepted: tuple, key: str, what: str) -> None:
@@ -48,8 +44,6 @@ def check_stage_values(cfg: Any, key: str) -> None:
         _choice(cfg.optim, OPTIMIZERS, f"{key}.optim", "transformers optimizer")
     if hasattr(cfg, "lr_scheduler_type"):
         _choice(cfg.lr_scheduler_type, SCHEDULERS, f"{key}.lr_scheduler_type", "transformers scheduler")
-    for i, name in enumerate(getattr(cfg, "report_to", None) or []):
-        _choice(name, REPORTERS, f"{key}.report_to[{i}]", "metrics sink")
     # RL counts iterations (num_iterations), not epochs.
     if hasattr(cfg, "num_train_epochs") and hasattr(cfg, "max_steps") and not hasattr(cfg, "num_iterations"):
         if cfg.max_steps <= 0 and cfg.num_train_epochs <= 0:

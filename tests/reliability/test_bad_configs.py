@@ -79,12 +79,10 @@ def test_bad_config_fails_before_ray(path, tmp_path, no_template_model):
 
 def test_accepted_names_match_transformers():
     """The copies in fnsft.config.checks (validation must not import transformers) are current."""
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from fnsft.config.checks import OPTIMIZERS, REPORTERS, SCHEDULERS
+    from fnsft.config.checks import OPTIMIZERS, SCHEDULERS
 
     assert set(OPTIMIZERS) == {o.value for o in OptimizerNames}
     assert set(SCHEDULERS) == {s.value for s in SchedulerType}
-    assert set(REPORTERS) == set(INTEGRATION_TO_CALLBACK) | {"all", "none"}
