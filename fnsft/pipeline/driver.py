@@ -66,13 +66,20 @@ class Pipeline:
         with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
             yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
 
-        from fnsft.distributed.handoff import get_handoff_store
+        from fnsft.distributed.handoff import new_run_id, run_store
         from fnsft.distributed.ray_runtime import ensure_ray
+        from fnsft.pipeline.sizing import local_cpus
+
+        ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
+        # This run's own hand-off store: other pipelines on the cluster have theirs.
+        with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
+            return self._run_stages(store)
+
+    def _run_stages(self, store) -> dict[str, Any]:
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
 
-        ensure_ray(cfg.ray)
-        store = get_handoff_store()
+        cfg = self.config
         manifest = Manifest(cfg.output_dir)
         summary = self._load_summary()
 
@@ -117,6 +124,7 @@ class Pipeline:
                                        "output_dir": stage.config.output_dir}
             self._write_summary(summary)
             started = time.time()
+            stage.run_fingerprint = fp  # Train run names follow it: a rerun resumes the stage
             try:
                 result = stage.execute(handle, tokenizer, previous)
                 if result is None:

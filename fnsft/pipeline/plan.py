@@ -19,6 +19,7 @@ from fnsft.distributed.deepspeed_config import describe_deepspeed
 from fnsft.errors import ConfigError
 from fnsft.models.spec import check_model_spec
 from fnsft.pipeline import registry
+from fnsft.pipeline.sizing import check_local_fit, describe_ray, describe_resources
 
 
 @dataclass
@@ -121,6 +122,7 @@ def build_plan(
     plan = Plan(config=cfg, stages=stages, config_path=config_path, raw=raw)
     if not plan.selected:
         raise ConfigError("stages: every stage is disabled or deselected; nothing to run")
+    check_local_fit(plan)  # a local run that could never be placed fails now, not after Ray starts
     return plan
 
 
@@ -135,7 +137,7 @@ def describe_plan(plan: Plan) -> str:
         f"  model:       {describe_model(cfg.model_name_or_path)}",
         f"  torch_dtype: {cfg.torch_dtype}",
         f"  output_dir:  {cfg.output_dir}",
-        f"  ray:         {cfg.ray.address or os.environ.get('RAY_ADDRESS') or 'local (started in-process)'}",
+        f"  ray:         {describe_ray(plan)}",
         "  stages:",
     ]
     for s in plan.stages:
@@ -147,8 +149,8 @@ def describe_plan(plan: Plan) -> str:
             lines.append(f"         {k}: {v}")
         if hasattr(s.config, "resources"):
             res, ds = effective_resources(cfg, s.config, f"stage_configs.{s.name}")
-            gpu = {None: "auto", True: "yes", False: "no"}[res.use_gpu]
-            lines.append(f"         resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU, "
-                         f"GPU: {gpu}, max_failures: {res.max_failures}")
+            resources = describe_resources(plan, s)
+            if resources:
+                lines.append(f"         resources: {resources}")
             lines.append("         deepspeed: " + describe_deepspeed(ds, res.num_workers))
     return "\n".join(lines)

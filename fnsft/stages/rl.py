@@ -266,7 +266,7 @@ class RLStage(TrainStage):
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.ray_runtime import cluster_has_gpus
         from fnsft.distributed.rl_worker import rl_train_worker
-        from fnsft.distributed.train_job import TrainJob, run_train_job
+        from fnsft.distributed.train_job import TrainJob
         from fnsft.models.loading import lora_config
         from fnsft.rl import get_algorithm
         from fnsft.rl.rewards import parse_reward_specs
@@ -276,6 +276,7 @@ class RLStage(TrainStage):
         specs = getattr(self, "reward_specs", None) or parse_reward_specs(c.rewards, f"{self.key}.rewards")
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
+        res = self.place(res, use_gpu)  # workers + role actors fit, or one line saying why not
         splits = self.prompt_splits()
         rows = splits["train"]
         dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
@@ -301,10 +302,7 @@ class RLStage(TrainStage):
                 data={"prompts": ray.put(rows), "eval_prompts": ray.put(splits.get("eval", []))},
                 builder="", deepspeed=deepspeed, use_gpu=use_gpu, torch_dtype=dtype, store=get_handoff_store(),
                 extra={"tty": sys.stdout.isatty(), "roles": roles})
-            ray_cfg = getattr(self.pipeline_config, "ray", None)
-            storage = (ray_cfg.storage_path if ray_cfg and ray_cfg.storage_path
-                       else os.path.join(os.path.dirname(c.output_dir), "ray_train"))
-            out = run_train_job(job, rl_train_worker, res, storage)
+            out = self.run_job(job, rl_train_worker, res, ds)
         finally:
             roles.shutdown()
         path = out.get("path")
@@ -315,6 +313,19 @@ class RLStage(TrainStage):
         metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"]}
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
                            model_path=path, timings=timings)
+
+    def role_bundles(self) -> list[dict[str, float]]:
+        """One bundle per role actor: generation replicas, the reward actor, the reference actor."""
+        c = self.config
+        roles = [(c.generation.num_replicas, c.generation.num_cpus, c.generation.num_gpus),
+                 (c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus)]
+        if self._reference_mode() == "actor":
+            roles.append((c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus))
+        out = []
+        for replicas, cpus, gpus in roles:
+            bundle = {**({"CPU": float(cpus)} if cpus > 0 else {}), **({"GPU": float(gpus)} if gpus > 0 else {})}
+            out += [dict(bundle) for _ in range(replicas)] if bundle else []
+        return out
 
     def _reference_mode(self) -> Optional[str]:
         c = self.config
