@@ -7,6 +7,7 @@ import os
 from typing import Optional
 
 log = logging.getLogger("fnsft")
+_START_ATTEMPTS = 3
 
 
 def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
@@ -34,12 +35,22 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
     log.info("Starting a local Ray instance (%s CPUs%s; dashboard: %s)", cpus or "all",
              f" for {placement.machine_cores()} cores" if cpus and cpus != placement.machine_cores() else "",
              f"http://{cfg.dashboard_host}:8265" if cfg.include_dashboard else "off")
-    ray.init(
-        address="local", num_cpus=cpus, num_gpus=cfg.num_gpus, namespace=cfg.namespace,
-        include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
-        _node_ip_address="127.0.0.1", log_to_driver=True,
-        runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"},
-    )
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                address="local", num_cpus=cpus, num_gpus=cfg.num_gpus, namespace=cfg.namespace,
+                include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
+                _node_ip_address="127.0.0.1", log_to_driver=True,
+                runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"},
+            )
+            break
+        except Exception as e:
+            # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
+            if "timed out during startup" not in str(e) or attempt == _START_ATTEMPTS:
+                raise
+            log.warning("Ray's node did not start within Ray's 30 s (a busy machine?); retrying (%d/%d)",
+                        attempt + 1, _START_ATTEMPTS)
+            ray.shutdown()
     placement.set_local_cores(min(placement.machine_cores(), cfg.num_cpus or placement.machine_cores()))
 
 
