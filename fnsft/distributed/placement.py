@@ -46,8 +46,8 @@ def set_concurrent_runs(n: int) -> None:
     _concurrent_runs = max(1, int(n))
 
 
-def _fmt(res: dict[str, float]) -> str:
-    parts = [f"{v:g} {k}" for k, v in sorted(res.items()) if v]
+def _fmt(res: dict[str, float], zeros: bool = False) -> str:
+    parts = [f"{v:g} {k}" for k, v in sorted(res.items()) if v or zeros]
     return ", ".join(parts) or "nothing"
 
 
@@ -91,13 +91,16 @@ class Capacity:
     total: dict[str, float]
     source: str  # "this machine", "the cluster", "the cluster (with its autoscaler's maximum)"
     driver_node: bool = False  # one node, the one this driver runs on (its cores are known here)
+    may_grow: bool = False  # an autoscaler of unknown reach (v1): never call a plan impossible
 
     def biggest(self, key: str) -> float:
         return max((n.get(key, 0.0) for n in self.nodes), default=0.0)
 
 
 def problem(demand: Demand, cap: Capacity) -> Optional[str]:
-    """Why ``demand`` can never be placed on ``cap`` (None when it can)."""
+    """Why ``demand`` can never be placed on ``cap`` (None when it can, or when ``cap`` may grow)."""
+    if cap.may_grow:
+        return None
     need = demand.total()
     short = {k: v for k, v in need.items() if v > cap.total.get(k, 0.0) + 1e-9}
     if not short:
@@ -112,7 +115,7 @@ def problem(demand: Demand, cap: Capacity) -> Optional[str]:
             return f"{demand.what} asks for {demand.describe()} on one node (STRICT_PACK): no node is that large"
         return None
     return (f"{demand.what} asks for {demand.describe()} = {{{_fmt(need)}}} but {cap.source} has "
-            f"{{{_fmt({k: cap.total.get(k, 0.0) for k in need})}}}")
+            f"{{{_fmt({k: cap.total.get(k, 0.0) for k in need}, zeros=True)}}}")
 
 
 def auto_cpus_per_worker(num_workers: int, cap: Capacity, role_cpus: float = 0.0) -> float:
@@ -180,10 +183,25 @@ def cluster_capacity() -> Capacity:
         for k, v in grown.items():
             total[k] = max(total.get(k, 0.0), float(v))
         source = "the cluster (with its autoscaler's maximum)"
+    may_grow = config is None and _v1_autoscaler_running()
     here = ray.get_runtime_context().get_node_id()
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    return Capacity(nodes=nodes, total=total, source=source,
+    return Capacity(nodes=nodes, total=total, source=source, may_grow=may_grow,
                     driver_node=len(nodes) == 1 and alive[0].get("NodeID") == here)
+
+
+def _v1_autoscaler_running() -> bool:
+    """A cluster launched from a cluster YAML (autoscaler v1) reports an autoscaler summary; a
+    plain ``ray start --head`` or a local Ray does not."""
+    import json
+
+    try:
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        raw = _internal_kv_get("__autoscaling_status")
+        return bool(raw) and "autoscaler_report" in json.loads(raw)
+    except Exception:
+        return False
 
 
 def free_resources() -> dict[str, float]:
