@@ -114,8 +114,9 @@ class RLConfig(TrainStageConfig):
         default=10, metadata={"help": "Report metrics to Ray Train every N iterations (each report waits for "
                                       "Train's controller, ~1-2 s; the progress line prints every iteration)."})
     save_steps: int = field(
-        default=0, metadata={"help": "Checkpoint every N iterations (policy, critic, optimizer, loop state); a "
-                                     "worker group restarted after a failure resumes there (0: never)."})
+        default=10, metadata={"help": "Checkpoint every N iterations (policy, critic, optimizer, loop state); a "
+                                      "worker group restarted after a failure, or a rerun after a driver crash, "
+                                      "resumes there (0: never)."})
 
     @property
     def kl_in_reward_resolved(self) -> bool:
