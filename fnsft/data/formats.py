@@ -19,17 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from fnsft.data.labels import SFT_LABELS as _LABELS
+from fnsft.data.labels import describe_format  # noqa: F401  (callers read it here)
 from fnsft.errors import ConfigError
 
 SFT_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
-
-_LABELS = {
-    "alpaca": "alpaca (instruction/input/output)",
-    "sharegpt": "sharegpt (conversations[from,value])",
-    "messages": "messages (messages[role,content])",
-    "prompt_completion": "prompt_completion (prompt/completion)",
-    "text": "text (text)",
-}
 
 # Speaker names seen in the wild -> chat-template roles.
 ROLE_ALIASES = {
@@ -46,13 +40,6 @@ ROLE_ALIASES = {
     "observation": "tool",
     "ipython": "tool",
 }
-
-
-def describe_format(fmt: str) -> str:
-    """A short human label for a format, for logs: ``"alpaca (instruction/input/output)"``."""
-    from fnsft.data.preference import PREFERENCE_LABELS
-
-    return _LABELS.get(fmt) or PREFERENCE_LABELS.get(fmt) or fmt
 
 
 def _where(source: str | None, index: int | None) -> str:

@@ -35,16 +35,10 @@ from fnsft.data.formats import (
     is_message_list,
     normalize_messages,
 )
+from fnsft.data.labels import PREFERENCE_LABELS
 from fnsft.errors import ConfigError
 
 PREFERENCE_FORMATS = ("prompt_chosen_rejected", "implicit_prompt", "hh_rlhf", "pairwise")
-
-PREFERENCE_LABELS = {
-    "prompt_chosen_rejected": "prompt_chosen_rejected (prompt/chosen/rejected)",
-    "implicit_prompt": "implicit_prompt (chosen/rejected conversations sharing a prompt)",
-    "hh_rlhf": "hh_rlhf (chosen/rejected '\\n\\nHuman: ... \\n\\nAssistant: ...' text)",
-    "pairwise": "pairwise (prompt/response_a/response_b/preference)",
-}
 
 # Why a pair is unusable -> the words used in the error.
 UNUSABLE_REASONS = {

@@ -18,7 +18,7 @@ import shutil
 import time
 from typing import Any
 
-from fnsft.distributed.console import say
+from fnsft.utils.console import quiet_libraries, say
 
 log = logging.getLogger("fnsft.worker")
 
@@ -209,36 +209,6 @@ def _resume_dir(ckpt, out_dir: str) -> str | None:
     return target
 
 
-def _quiet_libraries() -> None:
-    """Workers' output is forwarded to the driver: keep it to our progress and real warnings."""
-    import warnings
-
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    # Workers keep no dataset cache, so fingerprints need not be content hashes. Hashing TRL's
-    # map functions with dill runs dis.dis() under a stdout capture that Ray's worker stdout
-    # escapes, flooding the driver's console with bytecode; random fingerprints avoid it.
-    import datasets.arrow_dataset
-    import datasets.fingerprint as fingerprint
-
-    datasets.disable_caching()
-
-    def random_fingerprint(*args, **kwargs):
-        return fingerprint.generate_random_fingerprint()
-
-    fingerprint.update_fingerprint = datasets.arrow_dataset.update_fingerprint = random_fingerprint
-    # A new Dataset hashes its whole Arrow table (dill pickles a local function: same bytecode flood).
-    fingerprint.generate_fingerprint = datasets.arrow_dataset.generate_fingerprint = random_fingerprint
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-
-
 def train_worker(config: dict) -> None:
     """Ray Train ``train_loop_per_worker`` for HF/TRL-based stages."""
     import ray
@@ -250,7 +220,7 @@ def train_worker(config: dict) -> None:
 
     job = config["job"]
     c = job.stage_config
-    _quiet_libraries()
+    quiet_libraries()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.manual_seed(c.seed)
@@ -309,7 +279,7 @@ def train_worker(config: dict) -> None:
 
 
 def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
-    from fnsft.stages.plots import plot_log_history
+    from fnsft.utils.plots import plot_log_history
 
     c = job.stage_config
     # The collectives are over: build plain (unpartitioned) models from here on. While the HF

@@ -7,14 +7,14 @@ its data), and checks the model spec. Every problem is a one-line ``ConfigError`
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fnsft.config.loading import apply_overrides, read_yaml
 from fnsft.config.parse import did_you_mean, parse_dataclass
-from fnsft.config.schema import DeepSpeedConfig, PipelineConfig, ResourcesConfig
+from fnsft.config.resources import effective_resources
+from fnsft.config.schema import PipelineConfig
 from fnsft.distributed.deepspeed_config import describe_deepspeed
 from fnsft.errors import ConfigError
 from fnsft.models.spec import check_model_spec
@@ -48,16 +48,6 @@ class Plan:
 
 def stage_output_dir(output_dir: str, index: int, name: str) -> str:
     return os.path.join(output_dir, f"{index:02d}_{name}")
-
-
-def effective_resources(global_cfg: PipelineConfig, stage_cfg: Any, key: str):
-    """Global ``resources``/``deepspeed`` with the stage's overrides applied."""
-    res = dataclasses.asdict(global_cfg.resources)
-    ds = dataclasses.asdict(global_cfg.deepspeed)
-    res.update(getattr(stage_cfg, "resources", None) or {})
-    ds.update(getattr(stage_cfg, "deepspeed", None) or {})
-    return (parse_dataclass(ResourcesConfig, res, f"{key}.resources"),
-            parse_dataclass(DeepSpeedConfig, ds, f"{key}.deepspeed"))
 
 
 def parse_pipeline_config(data: dict) -> PipelineConfig:

@@ -1,6 +1,6 @@
 """The per-iteration math of the RL loop, shared by every algorithm: pure functions over tensors.
 
-The trainer (:mod:`fnsft.distributed.rl_worker`) computes log-probs/values with its model and
+The learner (:mod:`fnsft.distributed.rl_learner`) computes log-probs/values with its model and
 calls these; which pieces run is decided by the algorithm's :class:`~fnsft.rl.AlgoSpec`:
 
 - :func:`compute_advantages` — scores (+ KL to the reference when ``kl_in_reward``) →

@@ -16,18 +16,26 @@ copy of the incoming weights (or, with ``precompute_ref_log_probs``, its log-pro
 before training and no copy kept). SimPO needs none. Plain-string pairs are trained in the
 tokenizer's chat format (a user turn and an assistant answer), as SFT trains and chat
 inference uses. See docs/dpo.md.
+
+This file is the stage (config, validation, data, plan); the trainer that runs in the Ray Train
+workers is :mod:`fnsft.distributed.dpo_trainer` (the stage's ``builder``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from fnsft.distributed.dpo_trainer import (  # noqa: F401  (DEFAULT_*: part of the stage's interface)
+    DEFAULT_BETA,
+    DEFAULT_SIMPO_GAMMA,
+    effective_beta,
+    effective_max_prompt_length,
+    effective_simpo_gamma,
+)
 from fnsft.errors import ConfigError
 from fnsft.stages.base import StageResult
 from fnsft.stages.training import TrainStage, TrainStageConfig
@@ -36,11 +44,6 @@ log = logging.getLogger("fnsft")
 
 PreferenceFormat = Literal["auto", "prompt_chosen_rejected", "implicit_prompt", "hh_rlhf", "pairwise"]
 LossType = Literal["sigmoid", "ipo", "hinge", "cdpo", "simpo"]
-
-# beta when the YAML leaves it out: DPO-style losses scale log-ratios; SimPO scales average log-probs.
-DEFAULT_BETA = {"sigmoid": 0.1, "ipo": 0.1, "hinge": 0.1, "cdpo": 0.1, "simpo": 2.0}
-DEFAULT_SIMPO_GAMMA = 1.0
-
 
 @dataclass(kw_only=True)
 class DPOConfig(TrainStageConfig):
@@ -88,7 +91,7 @@ class DPOStage(TrainStage):
     """Direct Preference Optimization with TRL's DPOTrainer on Ray Train + DeepSpeed."""
 
     config_class = DPOConfig
-    builder = "fnsft.stages.dpo:build_dpo_trainer"
+    builder = "fnsft.distributed.dpo_trainer:build_dpo_trainer"
 
     @property
     def stage_name(self) -> str:
@@ -222,19 +225,7 @@ class DPOStage(TrainStage):
         return result
 
 
-# Helpers shared by the driver, the worker and the tests ---------------------------------
-def effective_beta(c: DPOConfig) -> float:
-    return c.beta if c.beta is not None else DEFAULT_BETA[c.loss_type]
-
-
-def effective_max_prompt_length(c: DPOConfig) -> int:
-    return c.max_prompt_length if c.max_prompt_length is not None else c.max_length // 2
-
-
-def effective_simpo_gamma(c: DPOConfig) -> float:
-    return c.simpo_gamma if c.simpo_gamma is not None else DEFAULT_SIMPO_GAMMA
-
-
+# Helpers of the driver (and the tests) ---------------------------------------------------
 def describe_reference(c: DPOConfig) -> str:
     """Which reference the stage compares against (also recorded in the stage's metrics)."""
     if c.loss_type == "simpo":
@@ -245,23 +236,6 @@ def describe_reference(c: DPOConfig) -> str:
     if c.precompute_ref_log_probs:
         return "incoming model, log-probs precomputed once before training (no copy kept)"
     return "frozen copy of the incoming model"
-
-
-def trl_loss_settings(loss_type: str, label_smoothing: float = 0.0) -> dict[str, Any]:
-    """Our ``loss_type`` as TRL ``DPOConfig`` fields.
-
-    TRL 1.16's ``sigmoid`` ignores ``label_smoothing``; conservative DPO,
-    ``-(1-e) logsig(bh) - e logsig(-bh)``, is ``2(1-e) * sigmoid - (1-2e) * robust`` where TRL's
-    ``robust`` is ``(-(1-e) logsig(bh) + e logsig(-bh)) / (1-2e)``. SimPO replaces the loss in
-    :func:`dpo_trainer_class` (``loss_type`` is then unused).
-    """
-    if loss_type == "cdpo":
-        e = label_smoothing
-        return {"loss_type": ["sigmoid", "robust"], "loss_weights": [2 * (1 - e), -(1 - 2 * e)],
-                "label_smoothing": e}
-    if loss_type == "simpo":
-        return {"loss_type": ["sigmoid"]}
-    return {"loss_type": [loss_type]}
 
 
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
@@ -319,165 +293,3 @@ def count_truncated_pairs(rows: list[dict], tokenizer, max_length: int,
         longest = max(_token_count(tokenizer, r["prompt"], r[side]) - n_prompt for side in ("chosen", "rejected"))
         long_pairs += kept + longest > max_length
     return long_prompts, long_pairs
-
-
-# The trainer (Ray Train workers) ----------------------------------------------------------
-@functools.cache
-def dpo_trainer_class():
-    """TRL's DPOTrainer plus what TRL 1.16 lacks: ``max_prompt_length``, SimPO, per-rank precompute.
-
-    Built on first use so that importing this module (validation, ``--dry_run``) stays light.
-    """
-    import torch
-    import torch.nn.functional as F
-    from datasets import Dataset
-    from trl import DPOTrainer
-
-    class FnsftDPOTrainer(DPOTrainer):
-        def __init__(self, *args, max_prompt_length: Optional[int] = None, simpo_gamma: Optional[float] = None,
-                     **kwargs):
-            # Read by _prepare_dataset, which DPOTrainer.__init__ calls.
-            self.max_prompt_length = max_prompt_length
-            self.simpo_gamma = simpo_gamma
-            super().__init__(*args, **kwargs)
-
-        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-            if self.max_prompt_length is None or "prompt_ids" in (dataset.column_names or []):
-                return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-            # TRL drops pairs whose prompt alone fills max_length; shorten the prompts first, then drop.
-            max_length, args.max_length = args.max_length, None
-            try:
-                dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-            finally:
-                args.max_length = max_length
-            n = self.max_prompt_length
-            # A fresh fingerprint: the data lives in memory (nothing to cache), and hashing the
-            # lambdas with dill prints their bytecode under Ray Train's print patch.
-            dataset = dataset.map(lambda ex: {"prompt_ids": ex["prompt_ids"][-n:]}, new_fingerprint=uuid.uuid4().hex)
-            if max_length is not None:
-                dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) < max_length,
-                                         new_fingerprint=uuid.uuid4().hex)
-            return dataset
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            """TRL's pass, kept in memory on every rank (and skipped by reference-free SimPO).
-
-            TRL writes the log-probs to a cache file beside the dataset that only rank 0 writes;
-            Ray Train's in-memory datasets have no shared cache folder, so other ranks could not
-            read it. Each rank computes its shard; the gather gives every rank all of them.
-            """
-            if self.simpo_gamma is not None:
-                return dataset
-            from torch.utils.data import DataLoader
-
-            loader = self.accelerator.prepare(DataLoader(
-                dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
-                num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory))
-            if self.ref_model is None and self.is_deepspeed_enabled:
-                if self._precompute_engine is None:
-                    from trl.models import prepare_deepspeed
-
-                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
-                model = self._precompute_engine
-            else:
-                model = self.ref_model or self.model
-            chosen, rejected = [], []
-            for batch in loader:
-                c, r = self.compute_ref_log_probs(model, batch)
-                c, r = self.accelerator.gather_for_metrics((c, r))
-                chosen.append(c.float().cpu())
-                rejected.append(r.float().cpu())
-            ref = Dataset.from_dict({"ref_chosen_logps": torch.cat(chosen).tolist(),
-                                     "ref_rejected_logps": torch.cat(rejected).tolist()})
-            from datasets import concatenate_datasets
-
-            return concatenate_datasets([dataset, ref], axis=1)
-
-        def _compute_loss(self, model, inputs, return_outputs):
-            if self.simpo_gamma is None:
-                return super()._compute_loss(model, inputs, return_outputs)
-            return self._simpo_loss(model, inputs, return_outputs)
-
-        def _simpo_loss(self, model, inputs, return_outputs):
-            """SimPO (Meng et al. 2024): -logsig(beta * (avg logp(chosen) - avg logp(rejected)) - gamma).
-
-            Reference-free: the implicit reward of an answer is beta times its mean per-token
-            log-prob. Logs the same metrics as DPO under the same names.
-            """
-            mode = "train" if self.model.training else "eval"
-            completion_mask = inputs["completion_mask"]
-            kwargs = {k: v for k, v in inputs.items()
-                      if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
-            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-            outputs = model(**kwargs, use_cache=False, labels=labels, fused_lm_head=True)
-            mask = completion_mask[..., 1:]
-            logps = outputs.log_probs[:, -mask.size(1):].sum(dim=1)  # masked positions are 0
-            avg = logps / mask.sum(dim=1).clamp(min=1)
-            chosen_avg, rejected_avg = avg.chunk(2, dim=0)
-            chosen_rewards, rejected_rewards = self.beta * chosen_avg, self.beta * rejected_avg
-            loss = -F.logsigmoid(chosen_rewards - rejected_rewards - self.simpo_gamma).mean()
-
-            gather = self.accelerator.gather
-            chosen_r, rejected_r = gather(chosen_rewards.detach()), gather(rejected_rewards.detach())
-            chosen_logps, rejected_logps = logps.detach().chunk(2, dim=0)
-            m = self._metrics[mode]
-            m["rewards/chosen"].append(chosen_r.mean().item())
-            m["rewards/rejected"].append(rejected_r.mean().item())
-            m["rewards/accuracies"].append((chosen_r > rejected_r).float().mean().item())
-            m["rewards/margins"].append((chosen_r - rejected_r).mean().item())
-            m["logps/chosen"].append(gather(chosen_logps).mean().item())
-            m["logps/rejected"].append(gather(rejected_logps).mean().item())
-            return (loss, outputs) if return_outputs else loss
-
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-            self._eval_prefix = metric_key_prefix
-            try:
-                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            finally:
-                self._eval_prefix = "eval"
-
-        def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-            mode = "train" if self.model.training else "eval"
-            m = self._metrics[mode]
-            # The KL-style log-ratio log(pi/pi_ref) of each side: the implicit reward without beta.
-            if self.simpo_gamma is None:
-                for side in ("chosen", "rejected"):
-                    if m.get(f"rewards/{side}"):
-                        m[f"logratios/{side}"] = [v / self.beta for v in m[f"rewards/{side}"]]
-            prefix = getattr(self, "_eval_prefix", "eval")
-            if mode == "eval" and prefix != "eval":
-                # TRL names eval metrics eval_* whatever the prefix; the worker's evaluation before
-                # training asks for before_eval_*.
-                logs.update({f"{prefix}_{k}": sum(v) / len(v) for k, v in m.items() if v})
-                m.clear()
-            super().log(logs, start_time)
-
-    return FnsftDPOTrainer
-
-
-def build_dpo_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, peft_config):
-    """Runs in each Ray Train worker: the DPO trainer for this stage's config."""
-    from trl import DPOConfig as TRLDPOConfig
-
-    c = job.stage_config
-    simpo = c.loss_type == "simpo"
-    config = TRLDPOConfig(
-        **args, beta=effective_beta(c), max_length=c.max_length,
-        # SimPO: TRL then keeps no reference model; FnsftDPOTrainer skips the precompute pass.
-        precompute_ref_log_probs=c.precompute_ref_log_probs or simpo,
-        prediction_loss_only=True,  # eval needs the loss and metrics only, not a second forward for logits
-        **trl_loss_settings(c.loss_type, c.label_smoothing),
-    )
-    ref_model = None
-    if peft_config is None and not config.precompute_ref_log_probs:
-        # TRL would rebuild the reference from model.config's path: the base model's folder, not the
-        # weights this stage received (e.g. SFT's, from the object store). Load those instead.
-        ref_model = job.model.load(dtype=model.dtype)
-        ref_model.requires_grad_(False)
-        ref_model.eval()
-    trainer_class = dpo_trainer_class()
-    return trainer_class(model=model, ref_model=ref_model, args=config, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config,
-                         max_prompt_length=effective_max_prompt_length(c),
-                         simpo_gamma=effective_simpo_gamma(c) if simpo else None)
-

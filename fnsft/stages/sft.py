@@ -54,7 +54,7 @@ class SFTStage(TrainStage):
     """Supervised fine-tuning with TRL's SFTTrainer on Ray Train + DeepSpeed."""
 
     config_class = SFTConfig
-    builder = "fnsft.stages.sft:build_sft_trainer"
+    builder = "fnsft.distributed.sft_trainer:build_sft_trainer"
 
     @property
     def stage_name(self) -> str:
@@ -155,19 +155,3 @@ def count_truncated(rows: list[dict], tokenizer, max_length: int) -> int:
             length = len(tokenizer(r["prompt"] + r["completion"]).input_ids)
         n += length > max_length
     return n
-
-
-def build_sft_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, peft_config):
-    """Runs in each Ray Train worker: TRL's SFTTrainer for this stage's config."""
-    from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
-
-    c = job.stage_config
-    is_text = "text" in train_dataset.column_names
-    config = TRLSFTConfig(
-        **args, max_length=c.max_length, packing=c.packing,
-        completion_only_loss=None if is_text else c.completion_only_loss,
-        dataset_text_field="text",
-    )
-    return SFTTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      processing_class=tokenizer, peft_config=peft_config)

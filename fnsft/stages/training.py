@@ -105,7 +105,7 @@ class TrainStage(BaseStage):
 
     def resources(self):
         from fnsft.config.schema import PipelineConfig
-        from fnsft.pipeline.plan import effective_resources
+        from fnsft.config.resources import effective_resources
 
         return effective_resources(self.pipeline_config or PipelineConfig(), self.config, self.key)
 

@@ -206,7 +206,7 @@ def _trainer(tmp_path, tokenizer, rows, model_dir=None, **dpo):
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle
     from fnsft.models.loading import lora_config
-    from fnsft.stages.dpo import build_dpo_trainer
+    from fnsft.distributed.dpo_trainer import build_dpo_trainer
 
     stage = _stage(tmp_path, **dpo)
     c = stage.config
