@@ -196,19 +196,6 @@ def _eval_before_callback(trainer, metrics: dict):
     return EvalBeforeTraining()
 
 
-def _resume_dir(ckpt, out_dir: str) -> str | None:
-    """Copy Ray Train's latest checkpoint next to the trainer's output and return it."""
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        state = json.load(open(os.path.join(d, "trainer_state.json")))
-        target = os.path.join(out_dir, f"checkpoint-{state['global_step']}")
-        if os.path.abspath(d) != os.path.abspath(target):
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(d, target)
-    return target
-
-
 def train_worker(config: dict) -> None:
     """Ray Train ``train_loop_per_worker`` for HF/TRL-based stages."""
     import ray
@@ -216,6 +203,7 @@ def train_worker(config: dict) -> None:
     import torch
     from datasets import Dataset
 
+    from fnsft.distributed.resume import hf_checkpoint_step, restored_checkpoint
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config, resolve_torch_dtype
 
     job = config["job"]
@@ -251,16 +239,19 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
 
-    resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
-    if resume:
-        metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])
-        if rank == 0:
-            say(f"[{job.stage_name}] resuming from checkpoint {resume}")
-    if eval_ds is not None and c.eval_before_training and not resume:
-        trainer.add_callback(_eval_before_callback(trainer, metrics))
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.time() - t0
+    metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
+    # A restarted worker group, or a rerun after a driver crash, continues from the newest
+    # complete checkpoint, read in place by every rank (no copy, no race between ranks).
+    with restored_checkpoint() as resume:
+        if resume:
+            metrics["resumed_from_step"] = hf_checkpoint_step(resume)
+            if rank == 0:
+                say(f"[{job.stage_name}] resuming from checkpoint {resume} (step {metrics['resumed_from_step']})")
+        if eval_ds is not None and c.eval_before_training and not resume:
+            trainer.add_callback(_eval_before_callback(trainer, metrics))
+        t0 = time.time()
+        result = trainer.train(resume_from_checkpoint=resume)
+        train_seconds = time.time() - t0
     metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
     if eval_ds is not None:
         metrics.update(trainer.evaluate())

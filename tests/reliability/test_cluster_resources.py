@@ -132,5 +132,6 @@ def test_rl_with_default_resources_runs_on_this_machine_despite_a_stale_cluster_
     summary = json.loads((out / "pipeline_summary.json").read_text())
     rl = summary["stages"]["rl"]
     assert rl["status"] == "completed"
+    assert rl["metrics"]["torch_threads"] == cores  # a lone learner: every core, not Ray's 1 thread
     with open(rl["artifacts"]["rl_history"]) as f:
         assert [h["iteration"] for h in json.load(f)] == [1, 2, 3]

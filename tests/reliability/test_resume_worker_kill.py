@@ -7,6 +7,8 @@ into a folder another rank reads, so the restore cannot race.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fnsft.pipeline import Pipeline
@@ -28,3 +30,5 @@ def test_killed_zero2_worker_resumes_from_checkpoint(tmp_path, ray_session):
     metrics = stage["metrics"]
     assert metrics.get("resumed_from_step", 0) >= 10 and metrics["resumed_from_step"] % 10 == 0, metrics
     assert metrics["global_step"] == 60
+    # Two workers split this machine's cores (at least one each) and run that many torch threads.
+    assert metrics["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
