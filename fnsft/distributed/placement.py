@@ -191,17 +191,23 @@ def cluster_capacity() -> Capacity:
 
 
 def _v1_autoscaler_running() -> bool:
-    """A cluster launched from a cluster YAML (autoscaler v1) reports an autoscaler summary; a
-    plain ``ray start --head`` or a local Ray does not."""
+    """A cluster launched from a cluster YAML (autoscaler v1) reports node types by name
+    (``ray.head.default``, ``gpu_worker``); a plain ``ray start --head`` or a local Ray runs a
+    read-only autoscaler whose only node types are ``node_<id>``: it cannot grow."""
     import json
 
     try:
         from ray.experimental.internal_kv import _internal_kv_get
 
         raw = _internal_kv_get("__autoscaling_status")
-        return bool(raw) and "autoscaler_report" in json.loads(raw)
+        report = json.loads(raw).get("autoscaler_report") if raw else None
     except Exception:
         return False
+    if not report:
+        return False
+    types = set(report.get("active_nodes") or {}) | set(report.get("idle_nodes") or {})
+    types |= {p[1] for p in report.get("pending_nodes") or [] if isinstance(p, (list, tuple)) and len(p) > 1}
+    return any(not str(t).startswith("node_") for t in types)
 
 
 def free_resources() -> dict[str, float]:
