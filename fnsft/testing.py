@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -95,3 +96,154 @@ class KillAfterCheckpoint:
 
     def __exit__(self, *exc) -> None:
         self.thread.join(timeout=1)
+
+
+def start_pipeline(config_path: str, log_path: str, env: dict | None = None, *args: str):
+    """``fnsft-pipeline --config <config_path>`` in its own process group, output to ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "fnsft.cli", "--config", str(config_path), *args],
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+
+
+def kill_driver_after_checkpoint(proc, output_dir, run_prefix: str, timeout_s: float = 600) -> list[str]:
+    """SIGKILL the driver ``proc`` once Ray Train has registered a checkpoint of the run
+    ``<run_prefix>-*`` under ``<output_dir>/ray_train``; returns the registered checkpoints.
+
+    A local Ray shares the driver's fate: its processes (named by the driver's pid in their
+    session folder) go with it; any still there after 60 s are killed too, so the rerun starts
+    on a quiet machine.
+    """
+    import signal
+    import time
+
+    storage = os.path.join(str(output_dir), "ray_train")
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        names = registered_checkpoints(storage, run_prefix)
+        if names:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+            _reap_session(proc.pid)
+            return names
+        time.sleep(0.5)
+    raise AssertionError(f"no checkpoint of {run_prefix} registered before the driver ended "
+                         f"(exit code {proc.poll()})")
+
+
+def _reap_session(driver_pid: int, wait_s: float = 60) -> None:
+    import signal
+    import time
+
+    pattern = f"session_[0-9_-]*_{driver_pid}/"
+    deadline = time.time() + wait_s
+    while True:
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        if not pids:
+            return
+        if time.time() > deadline:
+            for pid in pids:  # the killed driver's own Ray processes, nobody else's
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+            return
+        time.sleep(1)
+
+
+@contextlib.contextmanager
+def ray_head(log_dir, num_cpus: int = 2):
+    """A real Ray head on 127.0.0.1 (token auth, free ports, its own temp dir and token) for
+    ``ray job submit`` tests -> ``(dashboard url, env for ray commands, token)``.
+
+    Every ``ray`` command runs in a subprocess with that env, so a test's in-process Ray is
+    neither seen nor disturbed. Stopping the ``--block`` process stops the head (never
+    ``ray stop``, which would stop every Ray on the machine); what it leaves is killed by its
+    temp dir, which only it uses.
+    """
+    import secrets
+    import shutil
+    import signal
+    import tempfile
+
+    ports = dict(zip(_HEAD_PORT_FLAGS, _free_ports(len(_HEAD_PORT_FLAGS))))
+    temp_dir = tempfile.mkdtemp(prefix="fnj", dir="/tmp")  # short: Ray's sockets live in it
+    token = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_TMPDIR=temp_dir,
+               TOKENIZERS_PARALLELISM="false", RAY_USAGE_STATS_ENABLED="0")
+    log_path = os.path.join(str(log_dir), "ray_head.log")
+    cmd = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+           "--include-dashboard=true", f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={temp_dir}",
+           "--disable-usage-stats"] + [f"{flag}={port}" for flag, port in ports.items()]
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{ports['--dashboard-port']}"
+    try:
+        _wait_for_dashboard(url, token, head, log_path)
+        yield url, {**env, "RAY_ADDRESS": url}, token
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)  # the process group we created above
+            head.wait(timeout=30)
+        leftovers = _processes_using(temp_dir, wait_s=30)
+        for pid in leftovers:  # what the head left behind (only it uses this temp dir)
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not leftovers, f"Ray processes of the test head still running: {leftovers}"
+
+
+_HEAD_PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+                    "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
+                    "--node-manager-port", "--object-manager-port")
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _wait_for_dashboard(url: str, token: str, head, log_path: str, timeout=120) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if head.poll() is not None:
+            raise AssertionError(f"ray start exited with {head.returncode}:\n{open(log_path).read()[-3000:]}")
+        try:
+            req = urllib.request.Request(f"{url}/api/version", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"the dashboard at {url} did not come up:\n{open(log_path).read()[-3000:]}")
+
+
+def _processes_using(path: str, wait_s: float) -> list[str]:
+    import time
+
+    deadline = time.time() + wait_s
+    while True:
+        pids = subprocess.run(["pgrep", "-f", path], capture_output=True, text=True).stdout.split()
+        if not pids or time.time() > deadline:
+            return pids
+        time.sleep(1)

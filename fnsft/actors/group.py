@@ -14,6 +14,7 @@ when it fits), so the roles' CPUs/GPUs are reserved before the Train job asks fo
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -54,7 +55,8 @@ def reserve_bundles(roles: Sequence[RoleResources], name: str, timeout_s: float 
         bundles.extend(dict(b) for _ in range(res.num_replicas))
     if not bundles:
         return None, offsets
-    pg = placement_group(bundles, strategy="PACK", name=name)
+    # Named per run: two pipelines on one cluster must not share (or collide on) a name.
+    pg = placement_group(bundles, strategy="PACK", name=f"{name}-{uuid.uuid4().hex[:8]}")
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
     if not ready:
         ray.util.remove_placement_group(pg)

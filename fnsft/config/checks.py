@@ -55,7 +55,7 @@ def check_resources(res: Any, key: str) -> None:
     """``resources`` numbers that can never be placed."""
     if res.num_workers < 1:
         raise ConfigError(f"{key}.num_workers: must be >= 1 (got {res.num_workers})")
-    if res.cpus_per_worker <= 0:
+    if res.cpus_per_worker is not None and res.cpus_per_worker <= 0:
         raise ConfigError(f"{key}.cpus_per_worker: must be > 0, e.g. 1 (got {res.cpus_per_worker:g})")
     if res.gpus_per_worker <= 0:
         raise ConfigError(f"{key}.gpus_per_worker: must be > 0, e.g. 1 or 0.5 (got {res.gpus_per_worker:g}); "

@@ -20,7 +20,8 @@ class RayConfig:
                   "RAY_ADDRESS, else start a local Ray in-process."},
     )
     num_cpus: Optional[int] = field(
-        default=None, metadata={"help": "CPUs for a local Ray (default: all)."})
+        default=None, metadata={"help": "Logical CPUs for a local Ray (default: this machine's cores plus what the "
+                                        "RL role actors hold: they take turns with the learner)."})
     num_gpus: Optional[int] = field(
         default=None, metadata={"help": "GPUs for a local Ray (default: all)."})
     include_dashboard: bool = field(
@@ -40,7 +41,9 @@ class ResourcesConfig:
     num_workers: int = field(default=1, metadata={"help": "Ray Train workers per training stage."})
     use_gpu: Optional[bool] = field(
         default=None, metadata={"help": "Train on GPUs (default: when the cluster has them)."})
-    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs per Train worker."})
+    cpus_per_worker: Optional[float] = field(
+        default=None, metadata={"help": "CPUs per Train worker, also its torch threads (default: a node's CPUs "
+                                        "split between the workers, after the role actors' share)."})
     gpus_per_worker: float = field(
         default=1.0, metadata={"help": "GPUs per Train worker (with use_gpu)."})
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = field(

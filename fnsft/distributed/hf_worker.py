@@ -205,19 +205,6 @@ def _eval_before_callback(trainer, metrics: dict):
     return EvalBeforeTraining()
 
 
-def _resume_dir(ckpt, out_dir: str) -> str | None:
-    """Copy Ray Train's latest checkpoint next to the trainer's output and return it."""
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        state = json.load(open(os.path.join(d, "trainer_state.json")))
-        target = os.path.join(out_dir, f"checkpoint-{state['global_step']}")
-        if os.path.abspath(d) != os.path.abspath(target):
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(d, target)
-    return target
-
-
 def train_worker(config: dict) -> None:
     """Ray Train ``train_loop_per_worker`` for HF/TRL-based stages."""
     import ray
@@ -226,6 +213,7 @@ def train_worker(config: dict) -> None:
     from datasets import Dataset
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
+    from fnsft.distributed.resume import hf_checkpoint_step, restored_checkpoint
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
 
@@ -268,22 +256,30 @@ def train_worker(config: dict) -> None:
     guard_trainer(trainer, job.stage_name, precision)
     hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
 
-    resume = _resume_dir(ray.train.get_checkpoint(), out_dir)
-    if resume:
-        metrics["resumed_from_step"] = int(os.path.basename(resume).split("-")[-1])
-        if rank == 0:
-            say(f"[{job.stage_name}] resuming from checkpoint {resume}")
-    if eval_ds is not None and c.eval_before_training and not resume:
-        trainer.add_callback(_eval_before_callback(trainer, metrics))
-    t0 = time.time()
-    try:
-        result = trainer.train(resume_from_checkpoint=resume)
+    metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
+    # A restarted worker group, or a rerun after a driver crash, continues from the newest
+    # complete checkpoint, read in place by every rank (no copy, no race between ranks).
+    with restored_checkpoint() as resume:
+        if resume:
+            metrics["resumed_from_step"] = hf_checkpoint_step(resume)
+            if rank == 0:
+                say(f"[{job.stage_name}] resuming from checkpoint {resume} (step {metrics['resumed_from_step']})")
+        if eval_ds is not None and c.eval_before_training and not resume:
+            trainer.add_callback(_eval_before_callback(trainer, metrics))
+        t0 = time.time()
+        try:
+            result = trainer.train(resume_from_checkpoint=resume)
+        except NonFiniteLoss as e:
+            record_failure(job, str(e))
+            raise
         train_seconds = time.time() - t0
-        metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
-        metrics.update(trainer.evaluate() if eval_ds is not None else {})
-    except NonFiniteLoss as e:
-        record_failure(job, str(e))
-        raise
+    metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+    if eval_ds is not None:
+        try:
+            metrics.update(trainer.evaluate())
+        except NonFiniteLoss as e:
+            record_failure(job, str(e))
+            raise
     if "eval_loss" in metrics:
         metrics["eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["eval_loss"], 50.0))))
     if "before_eval_loss" in metrics:

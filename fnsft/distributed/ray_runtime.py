@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Optional
 
 log = logging.getLogger("fnsft")
+_START_ATTEMPTS = 3
 
 
-def ensure_ray(cfg) -> None:
-    """Join ``ray.address`` / ``RAY_ADDRESS`` when given, else start a local Ray (127.0.0.1)."""
+def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
+    """Join ``ray.address`` / ``RAY_ADDRESS`` when given, else start a local Ray (127.0.0.1).
+
+    ``num_cpus``: logical CPUs for a local Ray when ``ray.num_cpus`` is not set (the driver sizes
+    it so the plan fits; see :func:`fnsft.distributed.placement.local_ray_cpus`). A local Ray is
+    always a new in-process one (``address="local"``): without it ``ray.init`` would join the
+    cluster named in Ray's "current cluster" file, which a killed ``ray start`` leaves behind.
+    """
     import ray
+
+    from fnsft.distributed import placement
 
     if ray.is_initialized():
         return
@@ -19,15 +29,45 @@ def ensure_ray(cfg) -> None:
     if address:
         log.info("Connecting to Ray at %s", address)
         ray.init(address=address, namespace=cfg.namespace, log_to_driver=True)
-    else:
-        log.info("Starting a local Ray instance (dashboard: %s)",
-                 f"http://{cfg.dashboard_host}:8265" if cfg.include_dashboard else "off")
-        ray.init(
-            num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, namespace=cfg.namespace,
-            include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
-            _node_ip_address="127.0.0.1", log_to_driver=True,
-            runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"},
-        )
+        return
+    _warn_about_current_cluster_file()
+    cpus = cfg.num_cpus or num_cpus
+    log.info("Starting a local Ray instance (%s CPUs%s; dashboard: %s)", cpus or "all",
+             f" for {placement.machine_cores()} cores" if cpus and cpus != placement.machine_cores() else "",
+             f"http://{cfg.dashboard_host}:8265" if cfg.include_dashboard else "off")
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                address="local", num_cpus=cpus, num_gpus=cfg.num_gpus, namespace=cfg.namespace,
+                include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
+                _node_ip_address="127.0.0.1", log_to_driver=True,
+                runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"},
+            )
+            break
+        except Exception as e:
+            # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
+            if "timed out during startup" not in str(e) or attempt == _START_ATTEMPTS:
+                raise
+            log.warning("Ray's node did not start within Ray's 30 s (a busy machine?); retrying (%d/%d)",
+                        attempt + 1, _START_ATTEMPTS)
+            ray.shutdown()
+    placement.set_local_cores(min(placement.machine_cores(), cfg.num_cpus or placement.machine_cores()))
+
+
+def _warn_about_current_cluster_file() -> None:
+    """One line when an earlier ``ray start`` left its address behind (we do not join it)."""
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        path = get_ray_address_file(None)
+        if os.path.isfile(path):
+            with open(path) as f:
+                addr = f.read().strip()
+            log.warning("Ray's current-cluster file %s names %s (from an earlier `ray start`, maybe no longer "
+                        "running); starting a local Ray in-process instead (set ray.address: auto to join it)",
+                        path, addr or "nothing")
+    except Exception:  # a Ray without this helper: nothing to warn about
+        pass
 
 
 def quiet_ray_internals() -> None:

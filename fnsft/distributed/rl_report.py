@@ -122,6 +122,9 @@ class RLReport:
                     out[f"eval_{name}_start"] = first[key]
         if self.start_iteration:
             out["resumed_from_iteration"] = self.start_iteration
+        import torch
+
+        out["torch_threads"] = torch.get_num_threads()  # the learner's CPU share (fnsft.distributed.placement)
         out["loop_seconds"] = time.time() - self.t_start
         out.update({f"worker_{k}": v for k, v in self.timings.items()})
         return out

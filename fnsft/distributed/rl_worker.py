@@ -225,16 +225,14 @@ class RLTrainer(RLLearner, RLReport):
             say(f"[{self.job.stage_name}] checkpoint at iteration {iteration} ({time.perf_counter() - t0:.1f}s)")
 
     def restore(self) -> None:
-        """Every rank: continue from Ray Train's latest checkpoint, if the worker group restarted."""
-        import ray.train
-
+        """Every rank: continue from the newest complete checkpoint, if the worker group restarted
+        or the driver was rerun after a crash (read in place: fnsft.distributed.resume)."""
         from fnsft.distributed import rl_checkpoint
+        from fnsft.distributed.resume import restored_checkpoint
 
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return
-        with ckpt.as_directory() as d:
-            self.start_iteration = rl_checkpoint.load(self, d)
+        with restored_checkpoint() as d:
+            if d is not None:
+                self.start_iteration = rl_checkpoint.load(self, d)
 
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -34,30 +36,65 @@ class TrainJob:
     store: Any = None  # HandoffStore actor
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Ray Train run name; a stable one (run_name_for) lets a rerun after a driver crash find the
+    # run's checkpoints: Train restores its snapshot and ray.train.get_checkpoint() returns the
+    # newest complete checkpoint. Empty: a fresh name (no resume across driver runs).
+    run_name: str = ""
+
+
+def run_name_for(stage_name: str, fingerprint: str, *identity: Any) -> str:
+    """``<stage>-<12 hex>``: the same stage fingerprint, output folder and worker layout give the
+    same name (so a rerun resumes); anything else a new one (a fresh start)."""
+    blob = json.dumps([fingerprint, *identity], sort_keys=True, default=str).encode()
+    return f"{stage_name}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def latest_checkpoint(storage_path: str, run_name: str) -> Optional[str]:
+    """The newest checkpoint Ray Train registered for ``run_name`` (None: a fresh run)."""
+    path = os.path.join(storage_path, run_name, "checkpoint_manager_snapshot.json")
+    try:
+        with open(path) as f:
+            names = [c["checkpoint_dir_name"] for c in json.load(f)["checkpoint_results"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sorted(names)[-1] if names else None
 
 
 def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: str) -> dict:
-    """Run ``worker_fn`` on ``resources.num_workers`` workers; returns rank 0's hand-back."""
+    """Run ``worker_fn`` on ``resources.num_workers`` workers; returns rank 0's hand-back.
+
+    ``resources.cpus_per_worker`` must be resolved (a number): each worker holds that many CPUs
+    and runs that many torch threads (Ray's default for a 1-CPU actor would be one).
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from fnsft.distributed.placement import torch_threads
 
     per_worker = {"CPU": resources.cpus_per_worker}
     if job.use_gpu:
         per_worker["GPU"] = resources.gpus_per_worker
-    name = f"{job.stage_name}-{time.strftime('%Y%m%d-%H%M%S')}-{job.key[:6]}"
+    name = job.run_name or f"{job.stage_name}-{time.strftime('%Y%m%d-%H%M%S')}-{job.key[:6]}"
+    storage_path = storage_path if "://" in storage_path else os.path.abspath(storage_path)
+    if job.run_name and "://" not in storage_path:
+        resumed = latest_checkpoint(storage_path, name)
+        if resumed:
+            log.info("[%s] an earlier run of this stage left checkpoints in %s: resuming from %s",
+                     job.stage_name, os.path.join(storage_path, name), resumed)
+    threads = torch_threads(resources.cpus_per_worker)
     trainer = TorchTrainer(
-        train_loop_per_worker=worker_fn,
+        train_loop_per_worker=_with_threads(worker_fn, threads),
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(
             num_workers=resources.num_workers, use_gpu=job.use_gpu,
             resources_per_worker=per_worker, placement_strategy=resources.placement_strategy),
         run_config=RunConfig(
             name=name,
-            storage_path=storage_path if "://" in storage_path else os.path.abspath(storage_path),
+            storage_path=storage_path,
             failure_config=FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             # Workers find the package the driver uses (needed under `ray job submit` too).
-            worker_runtime_env={"env_vars": _forwarded_env()},
+            worker_runtime_env={"env_vars": {**_forwarded_env(), "OMP_NUM_THREADS": str(threads)}},
             callbacks=[cb for make in run_callbacks for cb in make(job.stage_name)],
         ),
     )
@@ -76,6 +113,21 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
         raise StageError(f"stage {job.stage_name}: the Train job ended without handing back a model")
     out.setdefault("timings", {})["train_job_s"] = round(time.time() - started, 2)
     return out
+
+
+def _with_threads(worker_fn: Callable, threads: int) -> Callable:
+    """``worker_fn`` run with ``threads`` torch threads (at most the worker machine's cores)."""
+
+    def train_loop(config):
+        import torch
+
+        from fnsft.distributed.placement import machine_cores
+
+        torch.set_num_threads(max(1, min(threads, machine_cores())))
+        return worker_fn(config)
+
+    train_loop.__name__ = getattr(worker_fn, "__name__", "train_loop")
+    return train_loop
 
 
 def _forwarded_env() -> dict[str, str]:

@@ -68,16 +68,22 @@ class Pipeline:
             yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
         self._track("start")
 
-        from fnsft.distributed.handoff import get_handoff_store
+        from fnsft.distributed.handoff import new_run_id, run_store
         from fnsft.distributed.ray_runtime import ensure_ray
         from fnsft.distributed.worker_output import route_worker_output
+        from fnsft.pipeline.sizing import local_cpus
 
         route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
+        ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
+        # This run's own hand-off store: other pipelines on the cluster have theirs.
+        with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
+            return self._run_stages(store)
+
+    def _run_stages(self, store) -> dict[str, Any]:
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
 
-        ensure_ray(cfg.ray)
-        store = get_handoff_store()
+        cfg = self.config
         manifest = Manifest(cfg.output_dir)
         summary = self._load_summary()
 
@@ -128,6 +134,7 @@ class Pipeline:
             storage = cfg.ray.storage_path or os.path.join(os.path.dirname(stage.config.output_dir), "ray_train")
             runs_before = ray_runs(storage, name)
             self._track("stage_start", name, stage.config.report_to, _plain(dataclasses.asdict(stage.config)))
+            stage.run_fingerprint = fp  # Train run names follow it: a rerun resumes the stage
             try:
                 result = _checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)

@@ -20,6 +20,7 @@ from fnsft.distributed.deepspeed_config import describe_deepspeed
 from fnsft.errors import ConfigError
 from fnsft.models.spec import check_model_spec
 from fnsft.pipeline import registry
+from fnsft.pipeline.sizing import check_local_fit, describe_ray, describe_resources
 
 
 @dataclass
@@ -125,6 +126,7 @@ def build_plan(
         from fnsft.report.judging import report_judge_settings
 
         report_judge_settings(cfg.report.judge)
+    check_local_fit(plan)  # a local run that could never be placed fails now, not after Ray starts
     return plan
 
 
@@ -187,7 +189,7 @@ def describe_plan(plan: Plan) -> str:
         f"  model:       {describe_model(cfg.model_name_or_path)}",
         f"  torch_dtype: {cfg.torch_dtype}",
         f"  output_dir:  {cfg.output_dir}",
-        f"  ray:         {cfg.ray.address or os.environ.get('RAY_ADDRESS') or 'local (started in-process)'}",
+        f"  ray:         {describe_ray(plan)}",
         "  stages:",
     ]
     for s in plan.stages:
@@ -199,9 +201,9 @@ def describe_plan(plan: Plan) -> str:
             lines.append(f"         {k}: {v}")
         if hasattr(s.config, "resources"):
             res, ds = effective_resources(cfg, s.config, f"stage_configs.{s.name}")
-            gpu = {None: "auto", True: "yes", False: "no"}[res.use_gpu]
-            lines.append(f"         resources: {res.num_workers} worker(s) x {res.cpus_per_worker:g} CPU, "
-                         f"GPU: {gpu}, max_failures: {res.max_failures}")
+            resources = describe_resources(plan, s)
+            if resources:
+                lines.append(f"         resources: {resources}")
             lines.append("         deepspeed: " + describe_deepspeed(ds, res.num_workers))
     for name in plan.unlisted:
         lines.append(f"    -. {name} [not in stages: section checked, not run]")

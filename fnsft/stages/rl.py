@@ -115,8 +115,9 @@ class RLConfig(TrainStageConfig):
         default=10, metadata={"help": "Report metrics to Ray Train every N iterations (each report waits for "
                                       "Train's controller, ~1-2 s; the progress line prints every iteration)."})
     save_steps: int = field(
-        default=0, metadata={"help": "Checkpoint every N iterations (policy, critic, optimizer, loop state); a "
-                                     "worker group restarted after a failure resumes there (0: never)."})
+        default=10, metadata={"help": "Checkpoint every N iterations (policy, critic, optimizer, loop state); a "
+                                      "worker group restarted after a failure, or a rerun after a driver crash, "
+                                      "resumes there (0: never)."})
 
     @property
     def kl_in_reward_resolved(self) -> bool:
@@ -146,7 +147,6 @@ class RLStage(TrainStage):
     def validate_config(self) -> None:
         from fnsft.distributed.deepspeed_config import deepspeed_in_use
         from fnsft.rl import get_algorithm
-        from fnsft.rl.rewards import parse_reward_specs
 
         super().validate_config()
         c, key = self.config, self.key
@@ -291,7 +291,7 @@ class RLStage(TrainStage):
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.ray_runtime import cluster_has_gpus
         from fnsft.distributed.rl_worker import rl_train_worker
-        from fnsft.distributed.train_job import TrainJob, run_train_job
+        from fnsft.distributed.train_job import TrainJob
         from fnsft.models.loading import lora_config
         from fnsft.rl import get_algorithm
 
@@ -301,6 +301,7 @@ class RLStage(TrainStage):
         specs = specs if specs is not None else self.parse_rewards()
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
+        res = self.place(res, use_gpu)  # workers + role actors fit, or one line saying why not
         splits = self.prompt_splits()
         rows = splits["train"]
         dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
@@ -328,10 +329,7 @@ class RLStage(TrainStage):
                 data={"prompts": ray.put(rows), "eval_prompts": ray.put(splits.get("eval", []))},
                 builder="", deepspeed=deepspeed, use_gpu=use_gpu, torch_dtype=dtype, store=get_handoff_store(),
                 extra={"tty": sys.stdout.isatty(), "roles": roles})
-            ray_cfg = getattr(self.pipeline_config, "ray", None)
-            storage = (ray_cfg.storage_path if ray_cfg and ray_cfg.storage_path
-                       else os.path.join(os.path.dirname(c.output_dir), "ray_train"))
-            out = run_train_job(job, rl_train_worker, res, storage)
+            out = self.run_job(job, rl_train_worker, res, ds)
             self.after_train_job(roles, out)
         finally:
             roles.shutdown()
@@ -344,6 +342,19 @@ class RLStage(TrainStage):
         result = StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
                              model_path=path, timings=timings)
         return self.finish(result, model, splits)
+
+    def role_bundles(self) -> list[dict[str, float]]:
+        """One bundle per role actor: generation replicas, the reward actor, the reference actor."""
+        c = self.config
+        roles = [(c.generation.num_replicas, c.generation.num_cpus, c.generation.num_gpus),
+                 (c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus)]
+        if self._reference_mode() == "actor":
+            roles.append((c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus))
+        out = []
+        for replicas, cpus, gpus in roles:
+            bundle = {**({"CPU": float(cpus)} if cpus > 0 else {}), **({"GPU": float(gpus)} if gpus > 0 else {})}
+            out += [dict(bundle) for _ in range(replicas)] if bundle else []
+        return out
 
     def _reference_mode(self) -> Optional[str]:
         c = self.config

@@ -9,6 +9,9 @@ Subclasses provide ``prepare_data`` and a ``builder`` (the function making their
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 import random
@@ -65,9 +68,18 @@ class TrainStageConfig(StageConfig):
 
 
 class TrainStage(BaseStage):
-    """Base of the Ray Train stages. Subclasses set ``builder`` and implement ``prepare_data``."""
+    """Base of the Ray Train stages. Subclasses set ``builder`` and implement ``prepare_data``.
+
+    Stages that run one Train job (SFT, DPO, RL and the stages built on them) share
+    :meth:`place` (resources resolved and checked before anything is reserved) and
+    :meth:`run_job` (a Train run named from the stage's fingerprint, so a rerun after a driver
+    crash continues from its newest checkpoint).
+    """
 
     builder: str = ""
+    # The stage's resume fingerprint (set by the pipeline before execute; computed from the
+    # config and the input model when a stage is executed on its own).
+    run_fingerprint: Optional[str] = None
 
     @property
     def key(self) -> str:
@@ -97,6 +109,68 @@ class TrainStage(BaseStage):
 
         return effective_resources(self.pipeline_config or PipelineConfig(), self.config, self.key)
 
+    def role_bundles(self) -> list[dict[str, float]]:
+        """Resources of the actors the stage starts beside its Train workers (none here)."""
+        return []
+
+    def demand(self, cap, use_gpu: bool = False):
+        """What this stage asks of ``cap`` (a :class:`~fnsft.distributed.placement.Capacity`),
+        with ``cpus_per_worker: null`` resolved to the machine's share."""
+        from fnsft.distributed.placement import Demand, auto_cpus_per_worker
+
+        res, _ = self.resources()
+        roles = self.role_bundles()
+        cpus = res.cpus_per_worker
+        if cpus is None:
+            cpus = auto_cpus_per_worker(res.num_workers, cap, sum(b.get("CPU", 0.0) for b in roles))
+        worker = {"CPU": float(cpus), **({"GPU": float(res.gpus_per_worker)} if use_gpu else {})}
+        return Demand(f"stage {self.stage_name}", res.num_workers, worker, roles, res.placement_strategy)
+
+    def place(self, res, use_gpu: bool):
+        """``res`` with ``cpus_per_worker`` resolved on the live cluster; raises a one-line
+        ``StageError`` when the stage can never be placed there (instead of waiting forever)."""
+        from fnsft.distributed.placement import cluster_capacity, free_resources, problem, torch_threads
+        from fnsft.errors import StageError
+
+        cap = cluster_capacity()
+        demand = self.demand(cap, use_gpu)
+        why = problem(demand, cap)
+        if why:
+            raise StageError(f"{self.key}.resources: {why}; lower resources.num_workers/cpus_per_worker"
+                             + ("/gpus_per_worker" if use_gpu else "")
+                             + (" or the role actors' num_cpus" if demand.roles else "")
+                             + ", or give Ray more (ray.num_cpus, a larger cluster)")
+        free = free_resources()
+        busy = {k: v for k, v in demand.total().items() if v > free.get(k, 0.0) + 1e-9}
+        if busy:
+            log.info("[%s] waiting for %s: %s free now (other jobs hold the rest)", self.stage_name,
+                     demand.describe(), ", ".join(f"{free.get(k, 0.0):g} {k}" for k in busy))
+        cpus = demand.worker["CPU"]
+        auto = res.cpus_per_worker is None
+        where = "this machine" if cap.driver_node or cap.source == "this machine" else "a node"
+        log.info("[%s] %d worker(s) x %g CPU%s, %d torch thread(s) each", self.stage_name, res.num_workers, cpus,
+                 f" (auto: {where}'s CPUs split between the workers)" if auto else "", torch_threads(cpus))
+        return dataclasses.replace(res, cpus_per_worker=cpus)
+
+    def train_storage(self) -> str:
+        """Where Ray Train keeps this stage's checkpoints (``ray.storage_path`` or <output_dir>/ray_train)."""
+        ray_cfg = getattr(self.pipeline_config, "ray", None)
+        if ray_cfg and ray_cfg.storage_path:
+            return ray_cfg.storage_path
+        return os.path.join(os.path.dirname(self.config.output_dir), "ray_train")
+
+    def run_job(self, job, worker_fn, res, ds) -> dict:
+        """Run ``job`` under a Train run named from the stage's fingerprint, the output folder
+        and the worker layout: a rerun of an interrupted stage resumes from its newest
+        complete checkpoint (at most ``save_steps`` of work lost); a changed stage starts anew."""
+        from fnsft.distributed.train_job import run_name_for, run_train_job
+
+        fp = self.run_fingerprint or _fingerprint(self.stage_name, self.fingerprint_fields(),
+                                                  getattr(job.model, "fingerprint", None))
+        job.run_name = run_name_for(self.stage_name, fp, os.path.abspath(self.config.output_dir),
+                                    res.num_workers, job.use_gpu, job.deepspeed)
+        return run_train_job(job, worker_fn, res, self.train_storage())
+
     # Subclass API ------------------------------------------------------------------------
     def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
         """Rows per split ("train", optional "eval") and info for the metrics/log."""
@@ -123,10 +197,11 @@ class TrainStage(BaseStage):
         from fnsft.distributed.handoff import get_handoff_store
         from fnsft.distributed.hf_worker import train_worker
         from fnsft.distributed.ray_runtime import cluster_has_gpus
-        from fnsft.distributed.train_job import TrainJob, run_train_job
+        from fnsft.distributed.train_job import TrainJob
 
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
+        res = self.place(res, use_gpu)
         data, info = self.prepare_data(tokenizer)
         sizes = ", ".join(f"{k}: {len(v)} rows" for k, v in data.items())
         log.info("[%s] data: %s; %d worker(s), %s, DeepSpeed %s", self.stage_name, sizes, res.num_workers,
@@ -139,10 +214,7 @@ class TrainStage(BaseStage):
             torch_dtype=pipeline_dtype, store=get_handoff_store(),
             extra={"tty": sys.stdout.isatty()},
         )
-        ray_cfg = getattr(self.pipeline_config, "ray", None)
-        storage = (ray_cfg.storage_path if ray_cfg and ray_cfg.storage_path
-                   else os.path.join(os.path.dirname(self.config.output_dir), "ray_train"))
-        out = run_train_job(job, train_worker, res, storage)
+        out = self.run_job(job, train_worker, res, ds)
         path = out.get("path")
         handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name)
         if path:
@@ -153,3 +225,8 @@ class TrainStage(BaseStage):
         metrics = {**info, "strategy": strategy, **out["metrics"]}
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics,
                            artifacts=out.get("artifacts", {}), model_path=path, timings=out["timings"])
+
+
+def _fingerprint(*parts: Any) -> str:
+    """The pipeline's stage fingerprint (fnsft.pipeline.manifest.fingerprint), for a stage run alone."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -56,8 +56,8 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     """
     from ray import tune
 
-    from fnsft.distributed.handoff import get_handoff_store
     from fnsft.distributed.ray_runtime import ensure_ray
+    from fnsft.pipeline.sizing import local_cpus
     from fnsft.pipeline.logs import setup_logging
     from fnsft.tune.trial import AbortTrainJobOnStop, TrialSpec, run_trial
 
@@ -68,10 +68,9 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     setup_logging(cfg.log_level, tune_dir)
     log.info("%s", sweep.describe())
 
-    ensure_ray(cfg.ray)
-    # Trials find the handoff store by name; the driver holds it for the whole sweep, or it
-    # would die with the trial that created it (or between two trials).
-    store = get_handoff_store()
+    # A local Ray holds max_concurrent_trials trials, their role actors and this machine's cores
+    # (which the trials' Train workers split). Each trial has its own hand-off store.
+    ensure_ray(cfg.ray, num_cpus=local_cpus(plan, c.max_concurrent_trials, c.cpus_per_trial))
 
     raw = base_config(plan)
     for name in sweep.shared_stages:  # trials start from these stages' saved models
@@ -79,9 +78,10 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     reused = _run_shared_stages(plan, sweep, raw)
     setup_logging(cfg.log_level, tune_dir)  # the shared run pointed the log at output_dir
 
+    _check_trials_fit(plan, sweep)
     spec = TrialSpec(raw=raw, tune_dir=tune_dir, cwd=os.getcwd(),
                      select=sweep.shared_stages + sweep.trial_stages, trial_stages=sweep.trial_stages,
-                     metric=c.metric, reused=reused)
+                     metric=c.metric, reused=reused, concurrent=c.max_concurrent_trials)
     trainable = tune.with_parameters(run_trial, spec=spec)
     trainable.__mixins__ = (AbortTrainJobOnStop,)  # Tune's hook to extend a function trainable
     trainable = tune.with_resources(trainable, {"CPU": c.cpus_per_trial})
@@ -96,7 +96,6 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     )
     log.info("Starting %d trial(s); each writes to %s", sweep.num_trials, os.path.join(tune_dir, "trial_<id>"))
     grid = tuner.fit()
-    del store
 
     rows = rows_from_results(grid, sweep)
     results_csv = write_csv(rows, sweep, os.path.join(tune_dir, "results.csv"))
@@ -147,6 +146,29 @@ def _run_shared_stages(plan, sweep: Sweep, raw: dict) -> dict[str, dict]:
     if missing:
         raise StageError(f"tune: shared stage(s) {', '.join(missing)} left no saved model in {out}")
     return reused
+
+
+def _check_trials_fit(plan, sweep: Sweep) -> None:
+    """One trial (its own CPU plus its stage's workers and role actors) fits on the cluster, or a
+    one-line error now: Tune would otherwise keep the trial pending, silently, for ever."""
+    from fnsft.distributed import placement
+
+    c = sweep.config
+    cap = placement.cluster_capacity()
+    placement.set_concurrent_runs(c.max_concurrent_trials)  # the auto CPU share the trials will use
+    try:
+        for planned in plan.stages:
+            if planned.name not in sweep.trial_stages or not hasattr(planned.stage, "demand"):
+                continue
+            demand = planned.stage.demand(cap)
+            demand.roles = demand.roles + [{"CPU": c.cpus_per_trial}]
+            demand.what = f"a trial of stage {planned.name} (tune.cpus_per_trial included)"
+            why = placement.problem(demand, cap)
+            if why:
+                raise StageError(f"tune: {why}; lower the stage's resources or tune.cpus_per_trial, "
+                                 "or give Ray more (ray.num_cpus, a larger cluster)")
+    finally:
+        placement.set_concurrent_runs(1)
 
 
 def _scheduler(sweep: Sweep):

@@ -30,6 +30,7 @@ class TrialSpec:
     trial_stages: list[str]  # stages the trial actually runs
     metric: str
     reused: dict[str, dict] = field(default_factory=dict)  # manifest entries of finished stages
+    concurrent: int = 1  # trials at once: they split the automatic CPU share
 
 
 def trial_dir(tune_dir: str, trial_id: str) -> str:
@@ -92,10 +93,11 @@ class AbortTrainJobOnStop:
     def cleanup(self):
         import ray
 
-        from fnsft.distributed.handoff import get_handoff_store
+        from fnsft.distributed.handoff import current_store
 
+        store = current_store()  # the trial's own store, while its pipeline runs
         try:
-            handles = ray.get(get_handoff_store().take.remote(_controller_key(self.trial_id)), timeout=30)
+            handles = ray.get(store.take.remote(_controller_key(self.trial_id)), timeout=30) if store else None
             if handles:
                 ray.get(handles[0].abort.remote(), timeout=120)
         except Exception:  # the job already finished (its controller is gone): nothing to free
@@ -105,8 +107,8 @@ class AbortTrainJobOnStop:
 
 def run_trial(params: dict[str, Any], spec: TrialSpec) -> None:
     """The function trainable: ``params`` maps each swept config path to its sampled value."""
-    from fnsft.distributed import train_job
-    from fnsft.distributed.handoff import get_handoff_store
+    from fnsft.distributed import placement, train_job
+    from fnsft.distributed.handoff import new_run_id, run_store
     from fnsft.pipeline import Pipeline
     from fnsft.pipeline.manifest import Manifest
     from fnsft.pipeline.plan import build_plan
@@ -123,20 +125,19 @@ def run_trial(params: dict[str, Any], spec: TrialSpec) -> None:
     for name, entry in spec.reused.items():
         manifest.record(name, entry)
     plan = build_plan(data=raw, select=spec.select)
+    placement.set_concurrent_runs(spec.concurrent)
 
-    store = get_handoff_store()
+    with run_store(new_run_id(f"trial-{trial_id}")) as store:  # the trial's own; its pipeline uses it
+        def forward(stage_name: str) -> list:
+            if stage_name not in spec.trial_stages:
+                return []
+            return [StageReportsToTune(stage_name, spec.metric, trial_id, store)]
 
-    def forward(stage_name: str) -> list:
-        if stage_name not in spec.trial_stages:
-            return []
-        return [StageReportsToTune(stage_name, spec.metric, trial_id, store)]
-
-    train_job.run_callbacks.append(forward)
-    try:
-        summary = Pipeline(plan).run()
-    finally:
-        train_job.run_callbacks.remove(forward)
-        store.take.remote(_controller_key(trial_id))  # the jobs are over: forget their controller
+        train_job.run_callbacks.append(forward)
+        try:
+            summary = Pipeline(plan).run()
+        finally:
+            train_job.run_callbacks.remove(forward)
     metrics = flatten_metrics(summary, spec.trial_stages)
     if spec.metric not in metrics:
         stage = spec.metric.split("/", 1)[0]

@@ -12,99 +12,24 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
-import urllib.request
 
 import pytest
 import yaml
 
 from fnsft.testing import EXAMPLES
-
-PORT_FLAGS = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
-              "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
-              "--node-manager-port", "--object-manager-port")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+from fnsft.testing import ray_head as testing_ray_head
 
 
 def _ray(*args, env, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(["ray", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _wait_for_dashboard(url: str, token: str, head: subprocess.Popen, log_path: str, timeout=120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if head.poll() is not None:
-            raise AssertionError(f"ray start exited with {head.returncode}:\n{open(log_path).read()[-3000:]}")
-        try:
-            req = urllib.request.Request(f"{url}/api/version", headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the dashboard at {url} did not come up:\n{open(log_path).read()[-3000:]}")
-
-
-def _processes_using(path: str, wait_s: float) -> list[str]:
-    deadline = time.time() + wait_s
-    while True:
-        pids = subprocess.run(["pgrep", "-f", path], capture_output=True, text=True).stdout.split()
-        if not pids or time.time() > deadline:
-            return pids
-        time.sleep(1)
-
-
 @pytest.fixture
 def ray_head(tmp_path):
-    """A real Ray head on 127.0.0.1 (token auth) -> (dashboard url, env for ray commands)."""
-    ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS))))
-    temp_dir = tempfile.mkdtemp(prefix="fnj", dir="/tmp")  # short: Ray's sockets live in it
-    token = secrets.token_hex(32)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_TMPDIR=temp_dir,
-               TOKENIZERS_PARALLELISM="false", RAY_USAGE_STATS_ENABLED="0")
-    log_path = str(tmp_path / "ray_head.log")
-    cmd = ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-           "--include-dashboard=true", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp_dir}",
-           "--disable-usage-stats"] + [f"{flag}={port}" for flag, port in ports.items()]
-    with open(log_path, "w") as log:
-        head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{ports['--dashboard-port']}"
-    try:
-        _wait_for_dashboard(url, token, head, log_path)
-        yield url, {**env, "RAY_ADDRESS": url}, token
-    finally:
-        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)  # the process group we created above
-            head.wait(timeout=30)
-        leftovers = _processes_using(temp_dir, wait_s=30)
-        for pid in leftovers:  # what the head left behind (only it uses this temp dir)
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        assert not leftovers, f"Ray processes of the test head still running: {leftovers}"
+    """A real Ray head on 127.0.0.1 (token auth) -> (dashboard url, env for ray commands, token)."""
+    with testing_ray_head(tmp_path) as head:
+        yield head
 
 
 @pytest.mark.slow

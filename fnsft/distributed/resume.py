@@ -1,0 +1,40 @@
+"""Where a Train worker continues from: the newest complete checkpoint of its run, read in place.
+
+Ray Train hands a worker the newest checkpoint it registered (every rank reported it) when
+(a) the worker group restarts after a worker died (``resources.max_failures``) or (b) a new
+driver runs a Train run of the same name — stage run names follow the stage's fingerprint
+(:meth:`fnsft.stages.training.TrainStage.run_job`), so rerunning the command after a driver
+crash lands here too. At most one ``save_steps`` interval of work is lost.
+
+Every rank reads the checkpoint where it is: a local (or shared) storage path is used as is,
+and a remote one (``s3://``) is downloaded once per node by Ray (the other local ranks wait for
+that download, then read the same folder). No rank deletes or copies into a folder another
+rank reads, so a restore cannot race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator, Optional
+
+
+@contextlib.contextmanager
+def restored_checkpoint() -> Iterator[Optional[str]]:
+    """Every rank: ``with restored_checkpoint() as d:`` — the checkpoint folder to resume from
+    (read-only, valid inside the block), or None on a fresh start."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        yield None
+        return
+    with ckpt.as_directory() as d:
+        yield d
+
+
+def hf_checkpoint_step(path: str) -> int:
+    """The optimizer step an HF Trainer checkpoint folder was saved at."""
+    with open(os.path.join(path, "trainer_state.json")) as f:
+        return int(json.load(f)["global_step"])
