@@ -66,7 +66,10 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
         if pipeline.plan.config.tune is not None and not args.tune:
             from fnsft.tune.sweep import validate_sweep
 
-            validate_sweep(pipeline.plan)  # a typo in tune: fails now, not at the first --tune
+            # A typo in tune: fails now, not at the first --tune; checked as --tune would run it
+            # (every enabled stage), whatever --stages this run selects.
+            full = Pipeline.from_yaml(args.config, overrides=overrides) if args.stages else pipeline
+            validate_sweep(full.plan)
         if args.tune:
             from fnsft.tune.sweep import run_sweep, validate_sweep
 

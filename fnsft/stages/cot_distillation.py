@@ -96,7 +96,7 @@ class CoTDistillationStage(TrainStage):
     """Chain-of-thought distillation: teacher rationales, verified and filtered, train the student."""
 
     config_class = CoTDistillationConfig
-    builder = "fnsft.stages.sft:build_sft_trainer"
+    builder = "fnsft.distributed.sft_trainer:build_sft_trainer"
 
     @property
     def stage_name(self) -> str:

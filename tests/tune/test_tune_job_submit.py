@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from fnsft.testing import EXAMPLES
-from fnsft.testing import ray_head as testing_ray_head
+from fnsft.testing import ray_head as _shared_ray_head
 
 
 def _ray(*args, env, timeout=120) -> subprocess.CompletedProcess:
@@ -28,7 +28,7 @@ def _ray(*args, env, timeout=120) -> subprocess.CompletedProcess:
 @pytest.fixture
 def ray_head(tmp_path):
     """A real Ray head on 127.0.0.1 (token auth) -> (dashboard url, env for ray commands, token)."""
-    with testing_ray_head(tmp_path) as head:
+    with _shared_ray_head(tmp_path) as head:
         yield head
 
 
