@@ -134,11 +134,8 @@ def field_help(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
-def parse_dataclass(cls: type, data: dict | None, path: str, *, fixed: dict | None = None):
-    """Build ``cls`` from ``data``. ``fixed`` values are set by the pipeline, not the user."""
-    data = dict(data or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {data!r}")
+def _known_fields(cls: type, data: dict, path: str) -> tuple[dict, dict]:
+    """``cls``'s type hints and init fields; an unknown key in ``data`` is a ConfigError."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception as e:  # a user's annotation we cannot resolve
@@ -150,6 +147,13 @@ def parse_dataclass(cls: type, data: dict | None, path: str, *, fixed: dict | No
                 f"{path}.{key}: unknown key{did_you_mean(key, fields)}; "
                 f"accepted keys: {', '.join(sorted(fields))}"
             )
+    return hints, fields
+
+
+def parse_dataclass(cls: type, data: dict | None, path: str, *, fixed: dict | None = None):
+    """Build ``cls`` from ``data``. ``fixed`` values are set by the pipeline, not the user."""
+    data = dict(data or {})
+    hints, fields = _known_fields(cls, data, path)
     kwargs = {}
     for name, f in fields.items():
         if fixed and name in fixed:
@@ -179,17 +183,7 @@ def check_keys(cls: type, data: dict | None, path: str):
     import types as _types
 
     data = dict(data or {})
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception as e:
-        raise ConfigError(f"{path}: cannot read the type hints of {cls.__name__}: {e}") from None
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in fields:
-            raise ConfigError(
-                f"{path}.{key}: unknown key{did_you_mean(key, fields)}; "
-                f"accepted keys: {', '.join(sorted(fields))}"
-            )
+    hints, fields = _known_fields(cls, data, path)
     values = {}
     for name, f in fields.items():
         if name in data:
