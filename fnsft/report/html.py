@@ -59,7 +59,11 @@ def _timeline(run: RunView) -> str:
     rows = []
     for s in run.stages:
         res = s.resources
-        workers = f"{res.get('num_workers', 1)} worker(s) × {res.get('cpus_per_worker', 1)} CPU"
+        cpus = res.get("cpus_per_worker")
+        threads = s.metrics.get("torch_threads")
+        # cpus_per_worker null: the node's CPUs split between the workers (the plan line says how).
+        share = f"{cpus:g} CPU" if isinstance(cpus, (int, float)) else "auto CPU"
+        workers = f"{res.get('num_workers', 1)} worker(s) × {share}" + (f", {threads} torch thread(s)" if threads else "")
         if res.get("use_gpu"):
             workers += f" + {res.get('gpus_per_worker', 1)} GPU"
         rows.append(
