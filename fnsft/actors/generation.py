@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from fnsft.actors.serving import ModelServer, push_policy_weights  # noqa: F401  (its historic home)
+from fnsft.actors.serving import ModelServer
 
 log = logging.getLogger("fnsft.actors")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from fnsft.data.labels import SFT_LABELS as _LABELS
-from fnsft.data.labels import describe_format  # noqa: F401  (callers read it here)
 from fnsft.errors import ConfigError
 
 SFT_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")

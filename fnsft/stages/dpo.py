@@ -29,13 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from fnsft.distributed.dpo_trainer import (  # noqa: F401  (DEFAULT_*: part of the stage's interface)
-    DEFAULT_BETA,
-    DEFAULT_SIMPO_GAMMA,
-    effective_beta,
-    effective_max_prompt_length,
-    effective_simpo_gamma,
-)
+from fnsft.distributed.dpo_trainer import effective_beta, effective_max_prompt_length, effective_simpo_gamma
 from fnsft.errors import ConfigError
 from fnsft.stages.base import StageResult
 from fnsft.stages.training import TrainStage, TrainStageConfig
@@ -156,7 +150,7 @@ class DPOStage(TrainStage):
         return cache[path]
 
     def describe_plan(self) -> dict[str, Any]:
-        from fnsft.data.formats import describe_format
+        from fnsft.data.labels import describe_format
 
         c = self.config
         pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
@@ -184,7 +178,7 @@ class DPOStage(TrainStage):
 
     # Data (driver) ----------------------------------------------------------------------
     def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
-        from fnsft.data.formats import describe_format
+        from fnsft.data.labels import describe_format
 
         c = self.config
         if c.chat_template:

@@ -91,7 +91,7 @@ class SFTStage(TrainStage):
         return detected
 
     def describe_plan(self) -> dict[str, Any]:
-        from fnsft.data.formats import describe_format
+        from fnsft.data.labels import describe_format
 
         c = self.config
         fmt = getattr(self, "_format", c.dataset_format)
@@ -125,7 +125,7 @@ class SFTStage(TrainStage):
         return out, fmt
 
     def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
-        from fnsft.data.formats import describe_format
+        from fnsft.data.labels import describe_format
 
         c = self.config
         rows, fmt = self._load(c.dataset_name_or_path)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from fnsft.data.files import read_first_rows
-from fnsft.data.formats import SFT_FORMATS, describe_format, detect_sft_format, to_prompt_completion
+from fnsft.data.formats import SFT_FORMATS, detect_sft_format, to_prompt_completion
+from fnsft.data.labels import describe_format
 from fnsft.data.prompts import detect_prompt_column, to_prompt_row
 from fnsft.errors import ConfigError
 

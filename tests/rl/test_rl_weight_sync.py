@@ -4,7 +4,8 @@ import pytest
 import ray
 import torch
 
-from fnsft.actors.generation import GenerationActor, push_policy_weights
+from fnsft.actors.generation import GenerationActor
+from fnsft.actors.serving import push_policy_weights
 from fnsft.actors.group import ActorGroup, RoleResources
 from fnsft.actors.modeling import policy_weights, weights_checksum
 from fnsft.models.handle import ModelHandle
