@@ -153,8 +153,9 @@ class RLAIFStage(RLStage):
         os.makedirs(self.config.output_dir, exist_ok=True)
         self.judge = self._build_judge(model)
         spec, self.rm_metrics, self.rm_artifacts = build_reward_model(self, model, self.prompt_splits())
-        self.label_counters = self.judge.counters()  # a local judge's pool is stopped: a new judge evaluates
-        self.judge = None if getattr(self.judge.backend, "pool", None) is not None else self.judge
+        self.label_judge = self.judge
+        if getattr(self.judge.backend, "pool", None) is not None:
+            self.judge = None  # a local judge's pool was stopped (the loop needs the CPUs): rebuilt to evaluate
         self.reward_specs = self.parse_rewards() + [spec]
 
     def reward_role_kwargs(self, model, dtype: str) -> dict:
@@ -199,9 +200,9 @@ class RLAIFStage(RLStage):
         result.metrics.update(self.rm_metrics)
         result.artifacts.update(self.rm_artifacts)
         result.metrics["preference_pairs"] = self.rm_metrics["reward_model_pairs"]
-        rebuilt = self.judge is None
-        if rebuilt:  # a local judge's pool was stopped after labelling: a fresh one judges the policy
+        if self.judge is None:  # a local judge's pool was stopped after labelling: a fresh one judges the policy
             self.judge = self._build_judge(model)
+            self.judge._counters = self.label_judge._counters  # one budget and one set of books for the stage
         rows = splits.get("eval") or []
         old, new = self._answers_from_eval(result, None, len(rows))
         if rows and old is not None and self.judge.kind != "pairwise":
@@ -213,10 +214,7 @@ class RLAIFStage(RLStage):
                 f"{result.metrics['eval_judge_end']:.3f} ({len(rows)} prompts)")
         if self.config.win_rate and rows:
             result.metrics.update(self._win_rate(model, result, rows))
-        totals = self.judge.counters()
-        if rebuilt:
-            totals = {k: v + self.label_counters[k] for k, v in totals.items()}
-        result.metrics.update({k.replace("/", "_"): v for k, v in summarize(totals).items()})
+        result.metrics.update({k.replace("/", "_"): v for k, v in summarize(self.judge.counters()).items()})
         return result
 
     def _stop_judge(self) -> None:
