@@ -33,7 +33,7 @@ from typing import Any, Optional
 from fnsft.errors import ConfigError
 from fnsft.judges.settings import JudgeSettings
 from fnsft.stages.base import StageResult
-from fnsft.stages.rl import GenerationSettings, RLConfig, RLStage
+from fnsft.stages.rl import RLConfig, RLStage
 from fnsft.stages.rlaif_reward_model import RewardModelSettings
 
 log = logging.getLogger("fnsft")
@@ -51,10 +51,6 @@ class RLAIFConfig(RLConfig):
     reward_model: RewardModelSettings = field(
         default_factory=RewardModelSettings, metadata={"help": "mode reward_model: its data and training "
                                                                "(fnsft.stages.rlaif_reward_model)."})
-    generation: GenerationSettings = field(
-        default_factory=lambda: GenerationSettings(score_chunks=2),
-        metadata={"help": "Generation actors; score_chunks 2: the judge scores the first half of a batch while "
-                          "the second is generated."})
     judge: JudgeSettings = field(default_factory=JudgeSettings, metadata={"help": "The AI judge (fnsft.judges)."})
     judge_weight: float = field(default=1.0, metadata={"help": "Weight of the judge's [0, 1] score in the reward."})
     max_judge_calls: int = field(default=0, metadata={"help": "Cap on judge calls for the stage (0: judge.max_judge_calls)."})
@@ -62,6 +58,11 @@ class RLAIFConfig(RLConfig):
                                                            "input policy on the held-out prompts (greedy answers)."})
     win_rate_max_new_tokens: Optional[int] = field(
         default=None, metadata={"help": "Answer length for the win rate (default eval_max_new_tokens, max_new_tokens)."})
+
+
+    def rollout_chunks(self) -> int:
+        """``generation.score_chunks`` 0 means 2 here: the judge scores half a batch while the rest generates."""
+        return self.generation.score_chunks or 2
 
 
 class RLAIFStage(RLStage):

@@ -50,7 +50,7 @@ def test_plan_defaults_to_ppo_and_the_judge_only(tmp_path):
     ({"mode": "reward_model", "reward_model": {"model_name_or_path": "/no/such/rm"}},
      "stage_configs.rlaif.reward_model.model_name_or_path", "not a model folder"),
     ({"mode": "reward_model", "reward_model": {"epochs": 2}}, "stage_configs.rlaif.reward_model", "epochs"),
-    ({"generation": {"score_chunks": 0}}, "stage_configs.rlaif.generation.score_chunks", "must be >= 1"),
+    ({"generation": {"score_chunks": -1}}, "stage_configs.rlaif.generation.score_chunks", "must be >= 1"),
     ({"algorithm": "ddpg"}, "stage_configs.rlaif.algorithm", "unknown algorithm"),
 ])
 def test_bad_input_names_the_key(tmp_path, stage, key, match):
