@@ -61,10 +61,14 @@ class GenerationActor(ModelServer):
         ``sampling``: ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``, ``top_k``.
         Returns lists aligned with ``prompts``: ``prompt_ids``, ``completion_ids`` (cut after
         EOS), ``texts`` (decoded completions without special tokens), ``truncated`` (no EOS
-        within ``max_new_tokens``).
+        within ``max_new_tokens``); and ``span``, this call's ``[start, end]`` wall clock (the
+        rollout compares it with the reward actor's to show scoring overlapping generation).
         """
+        import time
+
         from fnsft.actors.modeling import encode_prompts
 
+        started = time.time()
         # A group's copies of one prompt sit side by side: encode (chat template) each run once.
         starts, counts = runs(prompts)
         unique = encode_prompts(self.tokenizer, [prompts[i] for i in starts], self.apply_chat_template)
@@ -79,7 +83,8 @@ class GenerationActor(ModelServer):
                                                  None if seed is None else seed + start)
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         truncated = [not (c and c[-1] in self.eos_ids) for c in completions]
-        return {"prompt_ids": prompt_ids, "completion_ids": completions, "texts": texts, "truncated": truncated}
+        return {"prompt_ids": prompt_ids, "completion_ids": completions, "texts": texts, "truncated": truncated,
+                "span": [started, time.time()]}
 
     def _generate_hf(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
         """HF ``generate`` on one micro-batch; each distinct prompt is prefilled once.

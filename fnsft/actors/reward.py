@@ -35,28 +35,40 @@ class SequenceClassifierReward(ModelServer):
 
         return AutoModelForSequenceClassification.from_pretrained(path)
 
-    def _text(self, prompt: Any, completion: str) -> str:
-        if self.apply_chat_template:
-            messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-            return self.tokenizer.apply_chat_template(
-                messages + [{"role": "assistant", "content": completion}], tokenize=False)
-        from fnsft.actors.modeling import prompt_text
-
-        return prompt_text(prompt) + completion
+    def encode(self, prompts: list, completions: list[str]) -> list[list[int]]:
+        """Token ids of (prompt, completion) pairs exactly as this model scores them (unpadded);
+        the reward model's training (:mod:`fnsft.distributed.reward_trainer`) tokenizes with it."""
+        return encode_for_reward(self.tokenizer, prompts, completions, self.apply_chat_template)
 
     def __call__(self, prompts, completions, **_) -> list[float]:
         import torch
 
-        texts = [self._text(p, c) for p, c in zip(prompts, completions)]
+        from fnsft.actors.modeling import pad_sequences
+
+        ids = self.encode(prompts, completions)
         scores: list[float] = []
-        self.tokenizer.padding_side = "right"
-        for rows in self.batches(len(texts)):
-            enc = self.tokenizer(texts[rows], return_tensors="pt", padding=True,
-                                 truncation=True, add_special_tokens=not self.apply_chat_template).to(self.device)
+        for rows in self.batches(len(ids)):
+            padded, mask = pad_sequences(ids[rows], self.tokenizer.pad_token_id, "right")
             with torch.no_grad():
-                logits = self.model(**enc).logits
+                logits = self.model(input_ids=torch.as_tensor(padded, device=self.device),
+                                    attention_mask=torch.as_tensor(mask, device=self.device)).logits
             scores += logits[:, 0].float().tolist()
         return scores
+
+
+def encode_for_reward(tokenizer, prompts: list, completions: list[str], apply_chat_template: bool) -> list[list[int]]:
+    """(prompt, completion) as a reward model reads them: the chat template with the completion as
+    the assistant turn (no extra special tokens), else the plain prompt text + completion with the
+    tokenizer's own special tokens; cut to the tokenizer's ``model_max_length``."""
+    from fnsft.actors.modeling import prompt_text
+
+    if apply_chat_template:
+        texts = [tokenizer.apply_chat_template(
+            (p if isinstance(p, list) else [{"role": "user", "content": str(p)}])
+            + [{"role": "assistant", "content": c}], tokenize=False) for p, c in zip(prompts, completions)]
+    else:
+        texts = [prompt_text(p) + c for p, c in zip(prompts, completions)]
+    return tokenizer(texts, truncation=True, add_special_tokens=not apply_chat_template)["input_ids"]
 
 
 class RewardActor:
@@ -99,7 +111,9 @@ class RewardActor:
         """``{"rewards": [...], "components": {label: [...]}, "seconds": {label: s}}``.
 
         With a judge, also ``masked`` (rows whose judgement failed: they must leave the update,
-        their reward is meaningless) and ``metrics`` (the judge's books since the last call).
+        their reward is meaningless), ``metrics`` (the judge's books since the last call) and
+        ``judge_counters`` (the same, raw: shares of one batch add up). ``span``: this call's
+        ``[start, end]`` wall clock.
 
         ``columns``: the dataset's extra columns, one entry per completion (``answer``...).
         ``rewards`` is the weighted sum; ``components`` the unweighted terms (for metrics).
@@ -107,6 +121,7 @@ class RewardActor:
         from fnsft.actors.modeling import prompt_text
         from fnsft.rl.rewards import call_reward, weighted_sum
 
+        started = time.time()
         columns = dict(columns or {})
         if completion_ids is not None:
             columns["completion_ids"] = completion_ids
@@ -126,6 +141,7 @@ class RewardActor:
             self._judge_term(prompts, completions, out)
         if self.pairs_path and self.pairs_group > 1:
             self._write_pairs(prompts, completions, out)
+        out["span"] = [started, time.time()]
         return out
 
     def _write_pairs(self, prompts: list, completions: list[str], out: dict) -> None:
@@ -159,7 +175,8 @@ class RewardActor:
         out["rewards"] = [r + self.judge_weight * j for r, j in zip(out["rewards"], out["components"]["judge"])]
         out["masked"] = masked
         now = self.judge.counters()
-        out["metrics"] = summarize(delta(now, self._judge_seen))
+        out["judge_counters"] = delta(now, self._judge_seen)
+        out["metrics"] = summarize(out["judge_counters"])
         self._judge_seen = now
 
     def judge_stats(self) -> dict:

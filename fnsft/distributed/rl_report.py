@@ -37,7 +37,8 @@ class RLReport:
         sampling = {**c.sampling(), "temperature": 0.0, "max_new_tokens": c.eval_max_new_tokens or c.max_new_tokens}
         t0 = time.perf_counter()
         r = collect_rollout(self.roles, eval_rows, num_generations=1, sampling=sampling,
-                            pad_id=self.tokenizer.pad_token_id, use_reference_actor=False)
+                            pad_id=self.tokenizer.pad_token_id, use_reference_actor=False,
+                            score_chunks=c.rollout_chunks())
         out = {"eval/reward": float(np.mean(r.arrays["scores"])),
                "eval/response_length": float(np.mean(r.arrays["completion_mask"].sum(axis=1)))}
         out.update({f"eval/{label}": float(np.mean(v)) for label, v in r.components.items()})

@@ -171,7 +171,8 @@ class RLTrainer(RLLearner, RLReport):
                 rollout = collect_rollout(
                     self.roles, self.next_rows(rows), num_generations=c.num_generations,
                     sampling=c.sampling(), pad_id=self.tokenizer.pad_token_id, seed=c.seed * 100003 + it * 997,
-                    reference_temperature=c.temperature, use_reference_actor=self.ref_mode == "actor")
+                    reference_temperature=c.temperature, use_reference_actor=self.ref_mode == "actor",
+                    score_chunks=c.rollout_chunks())
                 payload = {"arrays": rollout.arrays, "timings": rollout.timings}
             payload = broadcast_object(payload, self.rank)
             t_train = time.perf_counter()

@@ -43,6 +43,10 @@ class GenerationSettings(RoleResources):
         default="auto", metadata={"help": "hf: transformers generate; vllm: vLLM (GPU, only when named); auto: hf (vLLM is never picked silently)."})
     batch_size: int = field(default=0, metadata={"help": "HF generate micro-batch per actor (0: the whole share at once)."})
     vllm_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra vllm.LLM(...) arguments."})
+    score_chunks: int = field(
+        default=0, metadata={"help": "Generate calls per replica and iteration; each chunk is scored as soon as it "
+                                     "is generated, so scoring (an RLAIF judge) overlaps the rest of the generation "
+                                     "(1: generate everything, then score; 0: 1 in rl, 2 in rlaif)."})
 
 
 @dataclass
@@ -129,6 +133,10 @@ class RLConfig(TrainStageConfig):
             return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
 
+    def rollout_chunks(self) -> int:
+        """``generation.score_chunks`` with 0 resolved: 1 here (rule rewards are instant)."""
+        return self.generation.score_chunks or 1
+
     def sampling(self) -> dict[str, Any]:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "top_p": self.top_p, "top_k": self.top_k}
@@ -181,6 +189,9 @@ class RLStage(TrainStage):
             raise ConfigError(f"{key}.reference.mode: 'policy' (adapters disabled) needs use_peft: true; use actor")
         if c.generation.num_replicas < 1:
             raise ConfigError(f"{key}.generation.num_replicas: must be >= 1")
+        if c.generation.score_chunks < 0:
+            raise ConfigError(f"{key}.generation.score_chunks: must be >= 1, or 0 for the stage's default "
+                              f"(got {c.generation.score_chunks})")
         res, ds = self.resources()
         rows = c.prompts_per_iteration * c.num_generations
         if spec.multiple_epochs and rows < c.num_mini_batches * res.num_workers:

@@ -4,7 +4,7 @@ YAML (``stages: [rlaif]``, ``stage_configs.rlaif``) — every ``rl`` key, plus::
 
     dataset_name_or_path: examples/rlaif/prompts.jsonl
     algorithm: ppo                # ppo (default, as in the guide) | a2c | trpo | grpo | rloo
-    mode: reward                  # the judge's score is the reward
+    mode: reward                  # the judge's score is the reward | preference | reward_model
     judge:                        # see fnsft.judges.settings (local | api | function)
       type: local
       kind: pointwise
@@ -13,6 +13,9 @@ YAML (``stages: [rlaif]``, ``stage_configs.rlaif``) — every ``rl`` key, plus::
     rewards: []                   # optional rule terms summed with the judge (as in rl)
     eval_split: 0.1               # held-out prompts: judged greedy score before/after, and the win rate
     win_rate: true                # trained policy vs the stage's input policy, judged pairwise
+
+``mode: reward_model`` first trains a reward model on judge-labelled pairs
+(:mod:`fnsft.stages.rlaif_reward_model`, YAML ``reward_model:``), then runs the loop against it.
 
 Every judgement is cached in ``<stage dir>/judge_cache.jsonl`` (a rerun pays nothing twice);
 ``judge.max_judge_calls`` caps the spend. Masked judgements (unparseable, failed) leave the
@@ -31,6 +34,7 @@ from fnsft.errors import ConfigError
 from fnsft.judges.settings import JudgeSettings
 from fnsft.stages.base import StageResult
 from fnsft.stages.rl import RLConfig, RLStage
+from fnsft.stages.rlaif_reward_model import RewardModelSettings
 
 log = logging.getLogger("fnsft")
 
@@ -41,7 +45,12 @@ MODES = ("reward", "preference", "reward_model")
 class RLAIFConfig(RLConfig):
     algorithm: str = field(default="ppo", metadata={"help": "ppo | a2c | trpo | grpo | rloo (mode: reward)."})
     mode: str = field(default="reward", metadata={"help": "reward: the judge's score is the RL reward; preference: "
-                                                          "online DPO on the judge's best/worst completion per prompt."})
+                                                          "online DPO on the judge's best/worst completion per prompt; "
+                                                          "reward_model: judge-labelled pairs train a reward model "
+                                                          "(TRL RewardTrainer), then the RL loop runs against it."})
+    reward_model: RewardModelSettings = field(
+        default_factory=RewardModelSettings, metadata={"help": "mode reward_model: its data and training "
+                                                               "(fnsft.stages.rlaif_reward_model)."})
     judge: JudgeSettings = field(default_factory=JudgeSettings, metadata={"help": "The AI judge (fnsft.judges)."})
     judge_weight: float = field(default=1.0, metadata={"help": "Weight of the judge's [0, 1] score in the reward."})
     max_judge_calls: int = field(default=0, metadata={"help": "Cap on judge calls for the stage (0: judge.max_judge_calls)."})
@@ -49,6 +58,11 @@ class RLAIFConfig(RLConfig):
                                                            "input policy on the held-out prompts (greedy answers)."})
     win_rate_max_new_tokens: Optional[int] = field(
         default=None, metadata={"help": "Answer length for the win rate (default eval_max_new_tokens, max_new_tokens)."})
+
+
+    def rollout_chunks(self) -> int:
+        """``generation.score_chunks`` 0 means 2 here: the judge scores half a batch while the rest generates."""
+        return self.generation.score_chunks or 2
 
 
 class RLAIFStage(RLStage):
@@ -74,9 +88,9 @@ class RLAIFStage(RLStage):
         c, key = self.config, self.key
         if c.mode not in MODES:
             raise ConfigError(f"{key}.mode: unknown mode {c.mode!r} (accepted: {', '.join(MODES)})")
-        if c.mode == "reward_model":
-            raise ConfigError(f"{key}.mode: 'reward_model' is not available in this version yet "
-                              "(accepted: reward, preference)")
+        from fnsft.stages.rlaif_reward_model import check_reward_model_settings
+
+        check_reward_model_settings(c, key)
         if c.mode == "preference":
             if c.algorithm not in ("ppo", "online_dpo"):  # ppo: the untouched default
                 raise ConfigError(f"{key}.algorithm: mode preference trains with online_dpo (got {c.algorithm!r}); "
@@ -85,9 +99,9 @@ class RLAIFStage(RLStage):
             if c.num_generations < 2:
                 raise ConfigError(f"{key}.num_generations: mode preference ranks completions of one prompt; use >= 2")
         check_judge_settings(c.judge, f"{key}.judge", getattr(self.pipeline_config, "config_dir", None) or ".")
-        if c.judge.kind == "pairwise":
+        if c.judge.kind == "pairwise" and c.mode != "reward_model":
             raise ConfigError(f"{key}.judge.kind: mode {c.mode} ranks completions by a score each (pointwise or "
-                              "binary); pairwise judges measure the win rate")
+                              "binary); pairwise judges label mode reward_model's pairs and measure the win rate")
         if c.max_judge_calls < 0:
             raise ConfigError(f"{key}.max_judge_calls: must be >= 0 (0: no cap; got {c.max_judge_calls})")
         super().validate_config()
@@ -100,6 +114,11 @@ class RLAIFStage(RLStage):
         plan["judge"] = (f"{j.type} {j.kind} ({who}), template {j.template or 'helpfulness'}, "
                          f"weight {self.config.judge_weight:g}, cache judge_cache.jsonl")
         plan["rewards"] = plan["rewards"] or "the judge only"
+        if self.config.mode == "reward_model":
+            from fnsft.stages.rlaif_reward_model import describe_reward_model
+
+            plan["reward_model"] = describe_reward_model(self.config)
+            plan["rewards"] = "the trained reward model" + (f" + {plan['rewards']}" if self.config.rewards else "")
         return plan
 
     # Running ----------------------------------------------------------------------------
@@ -108,6 +127,8 @@ class RLAIFStage(RLStage):
 
         self.judge = None
         try:
+            if self.config.mode == "reward_model":
+                self._train_reward_model(model)
             return super().execute(model, tokenizer, previous_result)
         except StageError as e:
             # The reward actor's JudgeBudgetExhausted arrives wrapped by Ray Train: say it in one line.
@@ -119,12 +140,30 @@ class RLAIFStage(RLStage):
         finally:
             self._stop_judge()
 
-    def reward_role_kwargs(self, model, dtype: str) -> dict:
+    def _build_judge(self, model):
         from fnsft.judges import build_judge
 
+        return build_judge(self.judge_settings(), model=model, name=self.stage_name,
+                           dtype=getattr(self.pipeline_config, "torch_dtype", "auto"),
+                           cache_path=os.path.join(self.config.output_dir, "judge_cache.jsonl"), key=f"{self.key}.judge")
+
+    def _train_reward_model(self, model) -> None:
+        """mode reward_model: judge-labelled pairs -> a reward model; the loop's reward is that model."""
+        from fnsft.stages.rlaif_reward_model import build_reward_model
+
+        os.makedirs(self.config.output_dir, exist_ok=True)
+        self.judge = self._build_judge(model)
+        spec, self.rm_metrics, self.rm_artifacts = build_reward_model(self, model, self.prompt_splits())
+        self.label_judge = self.judge
+        if getattr(self.judge.backend, "pool", None) is not None:
+            self.judge = None  # a local judge's pool was stopped (the loop needs the CPUs): rebuilt to evaluate
+        self.reward_specs = self.parse_rewards() + [spec]
+
+    def reward_role_kwargs(self, model, dtype: str) -> dict:
         c = self.config
-        self.judge = build_judge(self.judge_settings(), model=model, name=self.stage_name, dtype=dtype,
-                                 cache_path=os.path.join(c.output_dir, "judge_cache.jsonl"), key=f"{self.key}.judge")
+        if c.mode == "reward_model":
+            return {}  # the reward model is a reward term; the judge stays on the driver
+        self.judge = self._build_judge(model)
         kwargs = {"judge": self.judge, "judge_weight": c.judge_weight}
         if c.mode == "preference":
             os.makedirs(c.output_dir, exist_ok=True)
@@ -139,6 +178,8 @@ class RLAIFStage(RLStage):
         self.judge_totals = ray.get(roles.reward.actors[0].judge_stats.remote()) if roles.reward else {}
 
     def finish(self, result: StageResult, model, splits: dict) -> StageResult:
+        if self.config.mode == "reward_model":
+            return self._finish_reward_model(result, model, splits)
         totals = getattr(self, "judge_totals", {})
         result.metrics.update({k.replace("/", "_"): v for k, v in totals.items()})
         pairs = getattr(self, "pairs_path", None)
@@ -149,6 +190,32 @@ class RLAIFStage(RLStage):
         eval_rows = splits.get("eval") or []
         if self.config.win_rate and eval_rows:
             result.metrics.update(self._win_rate(model, result, eval_rows))
+        return result
+
+    def _finish_reward_model(self, result: StageResult, model, splits: dict) -> StageResult:
+        """The reward model's metrics, the held-out judged score before/after (the loop's greedy
+        answers, judged pointwise) and the win rate; the judge's books cover labelling too."""
+        from fnsft.judges.base import summarize
+        from fnsft.utils.console import say
+
+        result.metrics.update(self.rm_metrics)
+        result.artifacts.update(self.rm_artifacts)
+        result.metrics["preference_pairs"] = self.rm_metrics["reward_model_pairs"]
+        if self.judge is None:  # a local judge's pool was stopped after labelling: a fresh one judges the policy
+            self.judge = self._build_judge(model)
+            self.judge._counters = self.label_judge._counters  # one budget and one set of books for the stage
+        rows = splits.get("eval") or []
+        old, new = self._answers_from_eval(result, None, len(rows))
+        if rows and old is not None and self.judge.kind != "pairwise":
+            prompts = [r["prompt"] for r in rows]
+            for name, answers in (("start", old), ("end", new)):
+                known = [v for v in self.judge.pointwise(prompts, answers) if v is not None]
+                result.metrics[f"eval_judge_{name}"] = sum(known) / len(known) if known else float("nan")
+            say(f"[{self.stage_name}] held-out judged score (greedy): {result.metrics['eval_judge_start']:.3f} -> "
+                f"{result.metrics['eval_judge_end']:.3f} ({len(rows)} prompts)")
+        if self.config.win_rate and rows:
+            result.metrics.update(self._win_rate(model, result, rows))
+        result.metrics.update({k.replace("/", "_"): v for k, v in summarize(self.judge.counters()).items()})
         return result
 
     def _stop_judge(self) -> None:

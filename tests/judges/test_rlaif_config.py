@@ -40,6 +40,17 @@ def test_plan_defaults_to_ppo_and_the_judge_only(tmp_path):
      "stage_configs.rlaif.judge.constitution_path", "cannot read"),
     ({"judge": {"type": "local", "kind": "pairwise"}}, "stage_configs.rlaif.judge.kind", "mode reward ranks completions by a score each"),
     ({"mode": "ranking"}, "stage_configs.rlaif.mode", "unknown mode 'ranking'"),
+    ({"reward_model": {"num_generations": 4}}, "stage_configs.rlaif.reward_model", "only used by mode: reward_model"),
+    ({"mode": "reward_model", "reward_model": {"num_generations": 1}},
+     "stage_configs.rlaif.reward_model.num_generations", "use >= 2"),
+    ({"mode": "reward_model", "reward_model": {"eval_split": 0}}, "stage_configs.rlaif.reward_model.eval_split",
+     "must be in (0, 1)"),
+    ({"mode": "reward_model", "reward_model": {"learning_rate": -1}},
+     "stage_configs.rlaif.reward_model.learning_rate", "must be > 0"),
+    ({"mode": "reward_model", "reward_model": {"model_name_or_path": "/no/such/rm"}},
+     "stage_configs.rlaif.reward_model.model_name_or_path", "not a model folder"),
+    ({"mode": "reward_model", "reward_model": {"epochs": 2}}, "stage_configs.rlaif.reward_model", "epochs"),
+    ({"generation": {"score_chunks": -1}}, "stage_configs.rlaif.generation.score_chunks", "must be >= 1"),
     ({"algorithm": "ddpg"}, "stage_configs.rlaif.algorithm", "unknown algorithm"),
 ])
 def test_bad_input_names_the_key(tmp_path, stage, key, match):
@@ -47,6 +58,16 @@ def test_bad_input_names_the_key(tmp_path, stage, key, match):
         build_plan(data=_cfg(tmp_path, **stage))
     msg = str(e.value)
     assert msg.startswith(key) and match in msg and "\n" not in msg, msg
+
+
+def test_reward_model_mode_plan_and_pairwise_judge(tmp_path):
+    """mode reward_model accepts a pairwise judge (it labels pairs in both orders) and any RL algorithm."""
+    pairwise = {"type": "function", "function": f"{FNS}:longer", "kind": "pairwise"}
+    stage = build_plan(data=_cfg(tmp_path, mode="reward_model", judge=pairwise, algorithm="grpo")).stages[0].stage
+    plan = stage.describe_plan()
+    assert "TRL RewardTrainer" in plan["reward_model"] and "grpo" in plan["reward_model"]
+    assert plan["rewards"] == "the trained reward model"
+    assert build_plan(data=_cfg(tmp_path, mode="reward_model")).stages[0].stage.config.algorithm == "ppo"
 
 
 def test_cli_dry_run_prints_one_line_and_exits_2(tmp_path):
