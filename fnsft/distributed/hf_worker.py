@@ -317,13 +317,23 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     png = plot_log_history(history, os.path.join(c.output_dir, "training_curves.png"), job.stage_name)
     if png:
         artifacts["training_curves"] = png
-    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts)
+    adapter = keep_stage_adapter(job, final_dir, trainer.processing_class) if c.use_peft else None
+    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts, adapter)
     shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
 
 
-def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) -> None:
+def keep_stage_adapter(job, trained_dir: str, tokenizer) -> str:
+    """A LoRA stage's adapter, kept in ``<stage>/adapter/`` (rebuilds the merged copy on a resume)."""
+    from fnsft.models.adapters import ADAPTER_DIR, keep_adapter
+
+    base = job.model.path or job.model.source
+    return keep_adapter(trained_dir, os.path.join(job.stage_config.output_dir, ADAPTER_DIR), tokenizer, base)
+
+
+def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, adapter: str | None = None) -> None:
     """Rank 0 of any training stage: write the stage's model (``save_intermediate``) and hand its
-    weights to the driver through the HandoffStore (which re-puts them so it owns the copy)."""
+    weights to the driver through the HandoffStore (which re-puts them so it owns the copy);
+    ``adapter``: the folder :func:`keep_stage_adapter` wrote (LoRA)."""
     import ray
 
     from fnsft.models.weights import state_dict_to_numpy
@@ -336,7 +346,7 @@ def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) ->
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
     ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
-        "path": path, "metrics": metrics, "artifacts": artifacts}))
+        "path": path, "adapter_path": adapter, "metrics": metrics, "artifacts": artifacts}))
 
 
 def _merged_model(job, final_dir: str, dtype):
@@ -347,10 +357,10 @@ def _merged_model(job, final_dir: str, dtype):
 
         return AutoModelForCausalLM.from_pretrained(final_dir, dtype=dtype)
     import torch
-    from peft import PeftModel
 
-    base = job.model.load(dtype=torch.float32)
-    return PeftModel.from_pretrained(base, final_dir).merge_and_unload().to(dtype)
+    from fnsft.models.adapters import merge_adapter
+
+    return merge_adapter(job.model.load(dtype=torch.float32), final_dir, dtype)
 
 
 def mark_worker(output_dir: str, rank: int) -> None:
