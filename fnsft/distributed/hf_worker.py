@@ -9,6 +9,7 @@ store (owned by the driver's HandoffStore) and writes plots. Stages differ only 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib
 import json
@@ -18,7 +19,8 @@ import shutil
 import time
 from typing import Any
 
-from fnsft.distributed.tracking import hold_mlflow_run, release_mlflow_run
+from fnsft.distributed.tracking import (hold_mlflow_run, log_stage_config_to_wandb, release_mlflow_run,
+                                        release_wandb_run)
 from fnsft.utils.console import quiet_libraries, say
 
 log = logging.getLogger("fnsft.worker")
@@ -255,6 +257,7 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(_progress_callback(job, rank))
     guard_trainer(trainer, job.stage_name, precision)
     hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
+    log_stage_config_to_wandb(trainer, job.stage_name, dataclasses.asdict(c))
 
     metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
     # A restarted worker group, or a rerun after a driver crash, continues from the newest
@@ -290,6 +293,7 @@ def train_worker(config: dict) -> None:
     final_dir = os.path.join(scratch, "trained")
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
     release_mlflow_run()
+    release_wandb_run()
     if rank == 0:
         _hand_back(job, trainer, final_dir, metrics, dtype)
     ray.train.report({"done": 1.0})
