@@ -9,6 +9,7 @@ store (owned by the driver's HandoffStore) and writes plots. Stages differ only 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib
 import json
@@ -18,7 +19,8 @@ import shutil
 import time
 from typing import Any
 
-from fnsft.distributed.tracking import hold_mlflow_run, release_mlflow_run
+from fnsft.distributed.tracking import (hold_mlflow_run, log_stage_config_to_wandb, release_mlflow_run,
+                                        release_wandb_run)
 from fnsft.utils.console import quiet_libraries, say
 
 log = logging.getLogger("fnsft.worker")
@@ -255,6 +257,7 @@ def train_worker(config: dict) -> None:
     trainer.add_callback(_progress_callback(job, rank))
     guard_trainer(trainer, job.stage_name, precision)
     hold_mlflow_run(trainer)  # report_to mlflow: the final evaluation lands in the stage's run
+    log_stage_config_to_wandb(trainer, job.stage_name, dataclasses.asdict(c))
 
     metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
     # A restarted worker group, or a rerun after a driver crash, continues from the newest
@@ -290,6 +293,7 @@ def train_worker(config: dict) -> None:
     final_dir = os.path.join(scratch, "trained")
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
     release_mlflow_run()
+    release_wandb_run()
     if rank == 0:
         _hand_back(job, trainer, final_dir, metrics, dtype)
     ray.train.report({"done": 1.0})
@@ -317,13 +321,23 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     png = plot_log_history(history, os.path.join(c.output_dir, "training_curves.png"), job.stage_name)
     if png:
         artifacts["training_curves"] = png
-    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts)
+    adapter = keep_stage_adapter(job, final_dir, trainer.processing_class) if c.use_peft else None
+    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts, adapter)
     shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
 
 
-def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) -> None:
+def keep_stage_adapter(job, trained_dir: str, tokenizer) -> str:
+    """A LoRA stage's adapter, kept in ``<stage>/adapter/`` (rebuilds the merged copy on a resume)."""
+    from fnsft.models.adapters import ADAPTER_DIR, keep_adapter
+
+    base = job.model.path or job.model.source
+    return keep_adapter(trained_dir, os.path.join(job.stage_config.output_dir, ADAPTER_DIR), tokenizer, base)
+
+
+def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, adapter: str | None = None) -> None:
     """Rank 0 of any training stage: write the stage's model (``save_intermediate``) and hand its
-    weights to the driver through the HandoffStore (which re-puts them so it owns the copy)."""
+    weights to the driver through the HandoffStore (which re-puts them so it owns the copy);
+    ``adapter``: the folder :func:`keep_stage_adapter` wrote (LoRA)."""
     import ray
 
     from fnsft.models.weights import state_dict_to_numpy
@@ -336,7 +350,7 @@ def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) ->
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
     ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
-        "path": path, "metrics": metrics, "artifacts": artifacts}))
+        "path": path, "adapter_path": adapter, "metrics": metrics, "artifacts": artifacts}))
 
 
 def _merged_model(job, final_dir: str, dtype):
@@ -347,10 +361,10 @@ def _merged_model(job, final_dir: str, dtype):
 
         return AutoModelForCausalLM.from_pretrained(final_dir, dtype=dtype)
     import torch
-    from peft import PeftModel
 
-    base = job.model.load(dtype=torch.float32)
-    return PeftModel.from_pretrained(base, final_dir).merge_and_unload().to(dtype)
+    from fnsft.models.adapters import merge_adapter
+
+    return merge_adapter(job.model.load(dtype=torch.float32), final_dir, dtype)
 
 
 def mark_worker(output_dir: str, rank: int) -> None:

@@ -158,5 +158,15 @@ class RLReport:
                           f"{self.job.stage_name} ({self.spec.name})")
         if png:
             artifacts["reward_curve"] = png
-        model = self.policy.merge_and_unload() if c.use_peft else self.policy
-        save_and_hand_back(self.job, model, self.tokenizer, metrics, artifacts)
+        adapter, model = None, self.policy
+        if c.use_peft:  # keep the adapter; hand on the same float32 merge a resume rebuilds
+            import torch
+
+            from fnsft.distributed.hf_worker import keep_stage_adapter
+            from fnsft.models.adapters import merge_adapter
+
+            trained = os.path.join(c.output_dir, ".scratch", "trained_adapter")
+            self.policy.save_pretrained(trained)
+            adapter = keep_stage_adapter(self.job, trained, self.tokenizer)
+            model = merge_adapter(self.job.model.load(dtype=torch.float32), adapter, self.precision.compute_dtype)
+        save_and_hand_back(self.job, model, self.tokenizer, metrics, artifacts, adapter)

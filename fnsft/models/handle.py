@@ -29,6 +29,11 @@ class ModelHandle:
     trust_remote_code: bool = False
     torch_dtype: str = "auto"
     history: list[str] = field(default_factory=list)  # stages that produced these weights
+    # LoRA stages: the adapter folder that made these weights from the stage's input. With
+    # ``base`` (that input's handle) and no ``weights``/``path``, the handle is a rebuild recipe:
+    # loading merges the adapter into the loaded base (a resume after the merged copy was dropped).
+    adapter: Optional[str] = None
+    base: Optional["ModelHandle"] = None
     # The lazily loaded model and per-tensor sums taken at load time; never copied by
     # dataclasses.replace (init=False) and never pickled (__getstate__).
     _model: Any = field(default=None, init=False, repr=False, compare=False)
@@ -68,9 +73,15 @@ class ModelHandle:
             return False
         return _tensor_sums(self._model) != self._sums
 
-    def with_weights(self, weights=None, path=None, stage: str | None = None, fingerprint: str = ""):
-        return replace(self, weights=weights, path=path, fingerprint=fingerprint,
+    def with_weights(self, weights=None, path=None, stage: str | None = None, fingerprint: str = "",
+                     adapter: Optional[str] = None):
+        return replace(self, weights=weights, path=path, fingerprint=fingerprint, adapter=adapter, base=None,
                        history=self.history + ([stage] if stage else []))
+
+    @property
+    def is_rebuild(self) -> bool:
+        """Whether the weights exist only as ``base`` + ``adapter`` (see the field comment)."""
+        return self.weights is None and not self.path and self.base is not None and bool(self.adapter)
 
     @property
     def weights_dir(self) -> str:
@@ -92,6 +103,10 @@ class ModelHandle:
         from fnsft.models.loading import resolve_torch_dtype
 
         dtype = dtype or resolve_torch_dtype(self.torch_dtype, torch.cuda.is_available())
+        if self.is_rebuild:
+            from fnsft.models.adapters import merge_adapter
+
+            return merge_adapter(self.base.load(dtype=torch.float32, **kwargs), self.adapter, dtype)
         if self.weights is None:
             return AutoModelForCausalLM.from_pretrained(
                 self.weights_dir, dtype=dtype, trust_remote_code=self.trust_remote_code, **kwargs)
@@ -113,7 +128,7 @@ class ModelHandle:
 
     def materialize(self, out_dir: str) -> str:
         """A directory ``from_pretrained`` can read (writes one only when the weights are in memory)."""
-        if self.weights is None:
+        if self.weights is None and not self.is_rebuild:
             return self.weights_dir
         if not os.path.isfile(os.path.join(out_dir, "config.json")):
             model = self.load()

@@ -26,6 +26,7 @@ import yaml
 from fnsft.errors import FnsftError, StageError
 from fnsft.pipeline import registry
 from fnsft.pipeline.logs import setup_logging
+from fnsft.pipeline.copies import forget_copies, refresh_disk_bytes
 from fnsft.pipeline.disk import dir_bytes, ray_runs, remove_stage_checkpoints
 from fnsft.pipeline.manifest import Manifest, fingerprint, paths_fingerprint, stage_fingerprint, write_json_atomic
 from fnsft.pipeline.plan import Plan, build_plan, describe_plan
@@ -82,9 +83,11 @@ class Pipeline:
     def _run_stages(self, store) -> dict[str, Any]:
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
+        from fnsft.pipeline.copies import Copies, restore_copy, skipped_handle
 
         cfg = self.config
         manifest = Manifest(cfg.output_dir)
+        copies = Copies()  # finished stages of this run, for the merged copies kept on disk
         summary = self._load_summary()
 
         t0 = time.time()
@@ -103,23 +106,20 @@ class Pipeline:
         for planned in self.plan.stages:
             name, stage = planned.name, planned.stage
             fp = stage_fingerprint(name, stage, handle.fingerprint)
-            done = manifest.completed(name, fp)
-            if not planned.selected:
-                if done:  # a deselected earlier stage: continue from its saved output
-                    handle = ModelHandle(source=done["model_path"], path=done["model_path"],
-                                         fingerprint=fp, trust_remote_code=cfg.trust_remote_code,
-                                         torch_dtype=cfg.torch_dtype)
-                    tokenizer = handle.load_tokenizer()
+            done = manifest.completed(name, fp, input_on_disk=handle.weights is None)
+            if done:  # its weights: merged copy, final_model, its input, or adapter + input (lazily)
+                handle = skipped_handle(done, handle, fp, manifest.final_for(fp), cfg)
+                tokenizer = handle.load_tokenizer()
+                copies.add(name, stage.config.output_dir, done.get("model_path"), done.get("adapter_path"),
+                           bool(done.get("passthrough")))
+            if not planned.selected:  # a deselected earlier stage: continue from its saved output
                 self._report_not_run(summary, planned, done)
                 continue
             if done:
                 log.info("Stage %s already completed (fingerprint %s); skipping, model: %s",
-                         name, fp, done["model_path"])
-                handle = ModelHandle(source=done["model_path"], path=done["model_path"], fingerprint=fp,
-                                     trust_remote_code=cfg.trust_remote_code, torch_dtype=cfg.torch_dtype)
-                tokenizer = handle.load_tokenizer()
+                         name, fp, handle.path or f"rebuilt from {handle.adapter} when needed")
                 previous = StageResult(model=handle, tokenizer=tokenizer, metrics=done.get("metrics", {}),
-                                       model_path=done["model_path"], stage_name=name)
+                                       model_path=handle.path, stage_name=name)
                 summary["stages"][name] = {**summary["stages"].get(name, {}), "status": "skipped (completed)"}
                 self._write_summary(summary)
                 self._report(name, handle, tokenizer)
@@ -136,8 +136,14 @@ class Pipeline:
             self._track("stage_start", name, stage.config.report_to, _plain(dataclasses.asdict(stage.config)))
             stage.run_fingerprint = fp  # Train run names follow it: a rerun resumes the stage
             try:
+                if handle.is_rebuild:  # a resume after its merged copy was dropped: write it back
+                    handle = restore_copy(handle, copies, manifest, summary)
+                    if previous is not None:
+                        previous.model, previous.model_path = handle, handle.path
+                handle_in = handle
                 result = _checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
+                passthrough = handle.weights is handle_in.weights and handle.path == handle_in.path
                 result.model = handle  # previous_result of the next stage: what was handed on
             except BaseException as e:
                 summary["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -152,28 +158,42 @@ class Pipeline:
             seconds = time.time() - started
             result.timings.setdefault("total_s", round(seconds, 2))
             result.model_path = handle.path
+            adapter = None if passthrough else handle.adapter
             # The model is handed on: its checkpoints are no longer needed (bounded disk).
             runs = ray_runs(storage, name)
             freed = remove_stage_checkpoints(stage.config.output_dir, storage, name,
                                              runs if not cfg.ray.storage_path else runs - runs_before)
+            manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
+                                   "adapter_path": adapter, "passthrough": passthrough,
+                                   "metrics": _plain(result.metrics), "finished": time.time()})
+            link = copies.add(name, stage.config.output_dir, handle.path, adapter, passthrough)
             summary["stages"][name].update(
                 status="completed", metrics=_plain(result.metrics), timings=result.timings,
-                model_path=handle.path, artifacts=result.artifacts, seconds=round(seconds, 2),
-                disk_bytes=dir_bytes(stage.config.output_dir), checkpoint_bytes_removed=freed)
+                model_path=handle.path, adapter_path=adapter, artifacts=result.artifacts,
+                seconds=round(seconds, 2), checkpoint_bytes_removed=freed)
+            if link.model_path:  # this stage has its own copy: earlier LoRA copies can go
+                forget_copies(manifest, summary, copies.drop_unneeded(keep=link.model_path), self._dirs())
+            summary["stages"][name]["disk_bytes"] = dir_bytes(stage.config.output_dir)
             self._write_summary(summary)
-            manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
-                                   "metrics": _plain(result.metrics), "finished": time.time()})
             log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
             self._report(name, handle, tokenizer)
             self._track("stage_end", name, "completed", result.metrics, stage.config.output_dir)
             previous = result
 
         if cfg.save_final_model:
-            final = self._save_final(handle, tokenizer)
+            final = manifest.final_for(handle.fingerprint)
+            if final:
+                log.info("Final model %s is up to date", final)
+            else:
+                final = self._save_final(handle, tokenizer)
+                manifest.record_final(handle.fingerprint, final)
             summary["final_model"] = final
             summary["final_model_bytes"] = dir_bytes(final)
+            # final_model holds the last stage's weights: its LoRA copy is not needed either.
+            forget_copies(manifest, summary, copies.drop_unneeded(keep=None), self._dirs())
             if cfg.cleanup_intermediate:
                 self._cleanup(manifest, summary, final)
+        refresh_disk_bytes(summary, self._dirs())
         summary["disk_bytes"] = dir_bytes(cfg.output_dir)
         summary["total_seconds"] = round(time.time() - t0, 2)
         summary["status"] = "completed"
@@ -263,6 +283,9 @@ class Pipeline:
         os.replace(tmp, final)
         log.info("Final model written to %s", final)
         return final
+
+    def _dirs(self) -> dict[str, str]:
+        return {p.name: p.config.output_dir for p in self.plan.stages}
 
     def _cleanup(self, manifest: Manifest, summary: dict, final: str) -> None:
         if not os.path.isfile(os.path.join(final, "config.json")):

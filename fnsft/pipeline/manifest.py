@@ -95,15 +95,37 @@ class Manifest:
             with open(self.path) as f:
                 self.data = json.load(f)
 
-    def completed(self, stage: str, fp: str) -> Optional[dict]:
-        """The entry of a finished stage with this fingerprint whose model is still on disk."""
+    def completed(self, stage: str, fp: str, input_on_disk: bool = True) -> Optional[dict]:
+        """The entry of a finished stage with this fingerprint whose weights are still at hand:
+        its merged copy, ``final_model`` (when it holds them), its input handed on unchanged
+        (``passthrough``), or its LoRA adapter over an input read from disk (``input_on_disk``;
+        an input trained anew in this run is not the one the adapter was trained on)."""
+        from fnsft.models.adapters import has_adapter
+
         entry = self.data["stages"].get(stage)
         if not entry or entry.get("status") != "completed" or entry.get("fingerprint") != fp:
             return None
         path = entry.get("model_path")
-        if not path or not os.path.isfile(os.path.join(path, "config.json")):
-            return None
-        return entry
+        if path and os.path.isfile(os.path.join(path, "config.json")):
+            return entry
+        if self.final_for(fp) or entry.get("passthrough"):
+            return entry
+        if input_on_disk and has_adapter(entry.get("adapter_path")):
+            return entry
+        return None
+
+    def final_for(self, fp: str) -> Optional[str]:
+        """``final_model``'s folder when it holds the weights of the stage with fingerprint ``fp``."""
+        final = self.data.get("final_model") or {}
+        path = final.get("path")
+        if final.get("fingerprint") == fp and path and os.path.isfile(os.path.join(path, "config.json")):
+            return path
+        return None
+
+    def record_final(self, fp: str, path: Optional[str]) -> None:
+        self.data["final_model"] = {"fingerprint": fp, "path": path} if path else None
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        write_json_atomic(self.path, self.data)
 
     def record(self, stage: str, entry: dict) -> None:
         self.data["stages"][stage] = entry
@@ -111,6 +133,17 @@ class Manifest:
         write_json_atomic(self.path, self.data)
 
     def forget_model(self, stage: str) -> None:
-        if stage in self.data["stages"]:
-            self.data["stages"][stage]["model_path"] = None
+        self.forget_path(self.data["stages"].get(stage, {}).get("model_path"))
+
+    def forget_path(self, path: Optional[str]) -> list[str]:
+        """Entries whose ``model_path`` is ``path`` (a stage and the pass-through stages after
+        it) no longer point at it; returns their stage names."""
+        if not path:
+            return []
+        names = [n for n, e in self.data["stages"].items()
+                 if e.get("model_path") and os.path.abspath(e["model_path"]) == os.path.abspath(path)]
+        for n in names:
+            self.data["stages"][n]["model_path"] = None
+        if names:
             write_json_atomic(self.path, self.data)
+        return names

@@ -77,9 +77,31 @@ def write_cards(run: RunView) -> list[str]:
     for s in run.stages:
         if s.status == "completed" and s.model_path and os.path.isfile(os.path.join(s.model_path, "config.json")):
             written.append(_write(os.path.join(s.model_path, CARD), render_card(run, s.name)))
+    previous = None
+    for s in run.stages:
+        if s.adapter_path and os.path.isfile(os.path.join(s.adapter_path, "adapter_config.json")):
+            written.append(_write(os.path.join(s.adapter_path, CARD), render_adapter_card(run, s, previous)))
+        if s.status.startswith(("completed", "skipped")):
+            previous = s
     if run.final_model and os.path.isfile(os.path.join(run.final_model, "config.json")):
         written.append(_write(os.path.join(run.final_model, CARD), render_card(run)))
     return written
+
+
+def render_adapter_card(run: RunView, s: StageView, previous: Optional[StageView]) -> str:
+    """The card of a LoRA stage's adapter folder: what it is and how to rebuild the merged model."""
+    base = (f"the model of stage {previous.name} (`{previous.folder}/model`; if that folder was removed, "
+            f"rebuilt the same way from `{previous.folder}/adapter`, or stage {previous.name}'s own input)"
+            if previous else f"the base model `{run.model}`")
+    meta = {"base_model": _base_model(run), "library_name": "peft", "tags": ["fnsft", "lora", _TAGS.get(s.name, s.name)]}
+    return "\n".join([
+        "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+        f"# LoRA adapter of stage {s.name}", "",
+        f"Trained by fnsft on {base}. The merged model this stage handed on is that input with this "
+        "adapter merged in float32; to rebuild it: `PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+        "INPUT, dtype=torch.float32), this_folder).merge_and_unload()`. Rerunning the same `fnsft-pipeline` "
+        "command does this by itself when a later stage needs it.", "",
+        f"Settings: {_settings_line(s)}.", ""])
 
 
 def _write(path: str, text: str) -> str:

@@ -40,6 +40,7 @@ class StageView:
     changes: list[tuple[str, float, float]]  # (metric, before, after)
     series: Series
     error: str = ""
+    adapter_path: Optional[str] = None  # LoRA stages: <NN>_<stage>/adapter (fnsft.models.adapters)
 
 
 @dataclass
@@ -165,7 +166,8 @@ def collect(output_dir: str) -> RunView:
             index=i, name=name, status=status, seconds=e.get("seconds"), folder=folder,
             model_path=e.get("model_path"), metrics=metrics, settings=settings,
             resources=_resources(config, settings), strategy=str(metrics.get("strategy", "")),
-            changes=before_after(metrics), series=stage_series(folder), error=e.get("error", "")))
+            changes=before_after(metrics), series=stage_series(folder), error=e.get("error", ""),
+            adapter_path=e.get("adapter_path")))
     return RunView(
         output_dir=output_dir, status=summary.get("status", "running" if entries else "not started"),
         model=str(config.get("model_name_or_path", "")), total_seconds=summary.get("total_seconds"),

@@ -17,6 +17,13 @@ _SECRET_WORDS = ("api_key", "token", "secret", "password")
 _MAX_PANELS = 8
 
 
+def _on_disk(s) -> str:
+    """Where a stage's model is: its merged copy, else its LoRA adapter (the copy rebuilds from it)."""
+    if s.model_path:
+        return s.model_path
+    return f"{s.adapter_path} (LoRA adapter)" if s.adapter_path else "—"
+
+
 def _status(status: str) -> str:
     kind = status.split(" ")[0]
     cls = kind if kind in ("completed", "failed", "running", "skipped") else "other"
@@ -69,7 +76,7 @@ def _timeline(run: RunView) -> str:
         rows.append(
             f"<tr><td>{s.index}</td><td><b>{escape(s.name)}</b></td><td>{_status(s.status)}</td>"
             f"<td class=num>{escape(_duration(s.seconds))}</td><td>{escape(workers)}</td>"
-            f"<td>{escape(s.strategy or '—')}</td><td class=path>{escape(s.model_path or '—')}</td></tr>")
+            f"<td>{escape(s.strategy or '—')}</td><td class=path>{escape(_on_disk(s))}</td></tr>")
     return (f'<div class="card"><div class="timeline">{"".join(bars)}</div>'
             f'<table><tr><th>#</th><th>stage</th><th>status</th><th>duration</th>'
             f'<th>resources</th><th>strategy</th><th>model on disk</th></tr>{"".join(rows)}</table></div>')

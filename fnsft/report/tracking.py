@@ -11,9 +11,13 @@ reaches them as environment variables, which Ray Train's runtime env forwards (e
   metrics, and the per-iteration history for stages without HF callbacks (RL), then closes it.
   ``MLFLOW_TRACKING_URI`` / ``MLFLOW_EXPERIMENT_NAME`` choose the store and experiment
   (default experiment: ``fnsft``).
-- W&B: every stage's run joins the group ``WANDB_RUN_GROUP`` (default: the pipeline run's name),
-  named after the stage (``WANDB_NAME``); ``WANDB_PROJECT``, ``WANDB_MODE``, ``WANDB_API_KEY``
-  come from your environment.
+- W&B: one run per stage, named after it (``WANDB_NAME``, ``WANDB_JOB_TYPE``), in the group
+  ``WANDB_RUN_GROUP`` (default: the pipeline run's name) of ``WANDB_PROJECT`` (default: ``fnsft``).
+  HF's ``WandbCallback`` on rank 0 logs SFT/DPO live, with the stage's resolved section in the
+  run's config (``fnsft.distributed.tracking``); stages without HF callbacks (RL) are logged by
+  the driver after the stage, from their per-iteration history. ``WANDB_MODE`` (``offline``:
+  run files under ``WANDB_DIR``, ``wandb sync`` later), ``WANDB_API_KEY`` come from your
+  environment.
 
 Tracking problems are logged as warnings; they never stop the pipeline.
 """
@@ -54,11 +58,16 @@ class Tracking:
         self.parent: Optional[str] = None
         self.children: dict[str, str] = {}
         self._saved_env: dict[str, Optional[str]] = {}
+        self.wandb_settings: dict[str, dict] = {}  # stages reporting to W&B, while they run
+        self._run_env: list[str] = []  # variables this run set, removed at its end
 
     # Pipeline -----------------------------------------------------------------------------
     def start(self) -> None:
-        if "wandb" in self.sinks:
-            os.environ.setdefault("WANDB_RUN_GROUP", self.name)
+        if "wandb" in self.sinks:  # defaults for this run only (a next run in this process: its own group)
+            for key, value in (("WANDB_RUN_GROUP", self.name), ("WANDB_PROJECT", "fnsft")):  # HF: "huggingface"
+                if key not in os.environ:
+                    os.environ[key] = value
+                    self._run_env.append(key)
         if "mlflow" not in self.sinks:
             return
         from mlflow.tracking import MlflowClient
@@ -74,6 +83,9 @@ class Tracking:
         log.info("MLflow: run %s (%s) in experiment %s", self.name, self.parent, name)
 
     def end(self, status: str = "FINISHED") -> None:
+        for key in self._run_env:
+            os.environ.pop(key, None)
+        self._run_env = []
         if self.client and self.parent:
             self.client.set_terminated(self.parent, status)
 
@@ -83,6 +95,7 @@ class Tracking:
         env = {}
         if "wandb" in report_to:
             env.update(WANDB_NAME=name, WANDB_JOB_TYPE=name)
+            self.wandb_settings[name] = settings
         if "mlflow" in report_to and self.client:
             run = self.client.create_run(self.experiment_id, run_name=name,
                                          tags={"mlflow.parentRunId": self.parent, "fnsft.stage": name})
@@ -101,6 +114,8 @@ class Tracking:
             else:
                 os.environ[k] = old
         self._saved_env = {}
+        if name in self.wandb_settings:
+            self._wandb_after_stage(name, self.wandb_settings.pop(name), metrics, stage_dir)
         run_id = self.children.get(name)
         if not run_id:
             return
@@ -117,6 +132,30 @@ class Tracking:
         for i in range(0, len(items), 900):  # MLflow takes at most 1000 metrics per batch
             self.client.log_batch(run_id, metrics=items[i:i + 900])
         self.client.set_terminated(run_id, "FINISHED" if status == "completed" else "FAILED")
+
+    def _wandb_after_stage(self, name: str, settings: dict, metrics: dict[str, Any], stage_dir: str) -> None:
+        """A stage without HF callbacks (RL): its W&B run, logged here from its history."""
+        if os.path.isfile(os.path.join(stage_dir, "log_history.json")):
+            return  # logged live by HF's WandbCallback in the worker
+        import wandb
+
+        from fnsft.distributed.tracking import public_settings
+        from fnsft.report.curves import stage_series
+
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT"), group=os.environ.get("WANDB_RUN_GROUP"),
+                         name=name, job_type=name, reinit="create_new",
+                         config={"fnsft": {"stage": name, "stage_config": public_settings(settings)}})
+        try:
+            rows: dict[int, dict[str, float]] = {}
+            for key, pts in stage_series(stage_dir).items():
+                for x, y in pts:
+                    rows.setdefault(int(x), {})[key] = y
+            for step in sorted(rows):
+                run.log(rows[step], step=step)
+            run.summary.update({f"summary/{k}": float(v) for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        finally:
+            run.finish()
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param

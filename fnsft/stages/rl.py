@@ -345,7 +345,8 @@ class RLStage(TrainStage):
         finally:
             roles.shutdown()
         path = out.get("path")
-        handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name)
+        handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name,
+                                    adapter=out.get("adapter_path"))
         if path:
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}

@@ -216,7 +216,8 @@ class TrainStage(BaseStage):
         )
         out = self.run_job(job, train_worker, res, ds)
         path = out.get("path")
-        handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name)
+        handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name,
+                                    adapter=out.get("adapter_path"))
         if path:
             handle.source = path  # the saved folder has this model's config and tokenizer
         # How the stage trained, for the summary and the run report (RL reports its own).

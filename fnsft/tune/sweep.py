@@ -140,7 +140,9 @@ def _run_shared_stages(plan, sweep: Sweep, raw: dict) -> dict[str, dict]:
     reused = {}
     for name in before:
         entry = manifest.data["stages"].get(name)
-        if entry and entry.get("status") == "completed" and entry.get("model_path"):
+        # An earlier LoRA stage may keep only its adapter (its merged copy rebuilds from it).
+        if entry and entry.get("status") == "completed" and (
+                entry.get("model_path") or entry.get("adapter_path") or entry.get("passthrough")):
             reused[name] = entry
     missing = [s for s in sweep.shared_stages if s not in reused]
     if missing:
