@@ -217,8 +217,11 @@ def train_worker(config: dict) -> None:
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
 
+    from fnsft.distributed.startup_marks import Marks, import_worker_libraries, marks_callback
+
     job = config["job"]
     c = job.stage_config
+    marks = config.get("_marks") or Marks()
     quiet_libraries()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -232,13 +235,17 @@ def train_worker(config: dict) -> None:
     scratch = os.path.join(c.output_dir, ".scratch")
     os.makedirs(out_dir, exist_ok=True)
     mark_worker(c.output_dir, rank)
+    import_worker_libraries(job)
+    marks("worker_imports")
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
     model = load_for_training(job.model, c, precision, scratch)
+    marks("model_load")
     train_ds = Dataset.from_list(ray.get(job.data["train"]))
     eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
     peft_config = lora_config(c) if c.use_peft else None
+    marks("dataset")
 
     # transformers 5 reads the TensorBoard folder from the environment.
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
@@ -246,6 +253,8 @@ def train_worker(config: dict) -> None:
     args = common_training_args(job, out_dir, precision)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
+    marks("trainer_init")
+    trainer.add_callback(marks_callback(marks))  # before the eval-before-training callback
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw metric dicts; our progress lines replace them
@@ -291,11 +300,11 @@ def train_worker(config: dict) -> None:
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here
     release_mlflow_run()
     if rank == 0:
-        _hand_back(job, trainer, final_dir, metrics, dtype)
+        _hand_back(job, trainer, final_dir, metrics, dtype, marks.points)
     ray.train.report({"done": 1.0})
 
 
-def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
+def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype, marks=()) -> None:
     from fnsft.utils.plots import plot_log_history
 
     c = job.stage_config
@@ -317,13 +326,14 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     png = plot_log_history(history, os.path.join(c.output_dir, "training_curves.png"), job.stage_name)
     if png:
         artifacts["training_curves"] = png
-    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts)
+    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts, marks)
     shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
 
 
-def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) -> None:
+def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, marks=()) -> None:
     """Rank 0 of any training stage: write the stage's model (``save_intermediate``) and hand its
-    weights to the driver through the HandoffStore (which re-puts them so it owns the copy)."""
+    weights to the driver through the HandoffStore (which re-puts them so it owns the copy).
+    ``marks``: rank 0's start-up marks (:mod:`fnsft.distributed.startup_marks`)."""
     import ray
 
     from fnsft.models.weights import state_dict_to_numpy
@@ -336,7 +346,7 @@ def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict) ->
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
     ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
-        "path": path, "metrics": metrics, "artifacts": artifacts}))
+        "path": path, "metrics": metrics, "artifacts": artifacts, "marks": list(marks)}))
 
 
 def _merged_model(job, final_dir: str, dtype):

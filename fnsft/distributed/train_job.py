@@ -70,6 +70,7 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     from ray.train.torch import TorchTrainer
 
     from fnsft.distributed.placement import torch_threads
+    from fnsft.distributed.startup_marks import phase_seconds
 
     per_worker = {"CPU": resources.cpus_per_worker}
     if job.use_gpu:
@@ -111,7 +112,10 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     out = ray.get(job.store.take.remote(job.key))
     if out is None:
         raise StageError(f"stage {job.stage_name}: the Train job ended without handing back a model")
-    out.setdefault("timings", {})["train_job_s"] = round(time.time() - started, 2)
+    timings = out.setdefault("timings", {})
+    timings["train_job_s"] = round(time.time() - started, 2)
+    # Where the job's start-up went (rank 0's marks; fnsft.distributed.startup_marks).
+    timings.update(phase_seconds(started, out.pop("marks", None) or []))
     return out
 
 
@@ -119,12 +123,16 @@ def _with_threads(worker_fn: Callable, threads: int) -> Callable:
     """``worker_fn`` run with ``threads`` torch threads (at most the worker machine's cores)."""
 
     def train_loop(config):
+        from fnsft.distributed.startup_marks import Marks
+
+        marks = Marks()
+        marks("worker_group_start")  # Ray Train's controller, workers and process group are up
         import torch
 
         from fnsft.distributed.placement import machine_cores
 
         torch.set_num_threads(max(1, min(threads, machine_cores())))
-        return worker_fn(config)
+        return worker_fn({**config, "_marks": marks})
 
     train_loop.__name__ = getattr(worker_fn, "__name__", "train_loop")
     return train_loop

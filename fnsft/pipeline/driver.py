@@ -74,7 +74,9 @@ class Pipeline:
         from fnsft.pipeline.sizing import local_cpus
 
         route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
+        started = time.time()
         ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
+        self._ray_start_s = round(time.time() - started, 3)
         # This run's own hand-off store: other pipelines on the cluster have theirs.
         with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
             return self._run_stages(store)
@@ -94,7 +96,11 @@ class Pipeline:
                              fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
         tokenizer = self._base_tokenizer(handle)
         log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
+        summary["timings"] = {"ray_start_s": getattr(self, "_ray_start_s", None),
+                              "model_ready_s": round(time.time() - t0, 3)}
+        t_report = time.time()
         self._report("base", handle, tokenizer)
+        summary["timings"]["base_report_s"] = round(time.time() - t_report, 3)
         previous: Optional[StageResult] = None
 
         for name in self.plan.unlisted:
