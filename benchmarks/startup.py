@@ -61,6 +61,7 @@ def child(case: str, steps: int, out: str) -> dict:
     timings["to_first_step_s"] = t_valid - t0 + sum(timings.get(k) or 0 for k in DRIVER[2:]) + \
         timings["stage_startup_s"]
     timings["wall_s"] = wall
+    timings["driver_cpu_s"] = time.process_time()
     timings["seconds_per_step"] = stage["metrics"].get("seconds_per_step_steady")
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
 
@@ -98,9 +99,11 @@ def main() -> None:
                          "runs": runs}
         med = results[case]["median"]
         print(f"\n{case} ({MODELS[case]}), median of {a.rounds}:")
-        for k in DRIVER + STAGE + ["stage_startup_s", "to_first_step_s", "stage_s", "wall_s"]:
+        print(f"  {'phase':<22} {'wall s':>8} {'rank-0 CPU s':>13}")
+        for k in DRIVER + STAGE + ["stage_startup_s", "to_first_step_s", "stage_s", "wall_s", "driver_cpu_s"]:
             if k in med:
-                print(f"  {k:<22} {med[k]:8.2f}")
+                cpu = med.get(k[:-2] + "_cpu_s")
+                print(f"  {k:<22} {med[k]:8.2f} {'' if cpu is None else f'{cpu:13.2f}'}")
     write_result(a.name, {
         "command": "python benchmarks/startup.py " + " ".join(sys.argv[1:]),
         "config": "configs/quickstart.yaml, sft: max_steps=%d, save_steps=0" % a.steps,

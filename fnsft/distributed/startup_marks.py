@@ -28,13 +28,15 @@ PHASES = {
 
 
 class Marks:
-    """``marks("model_load")`` records that phase's end, now."""
+    """``marks("model_load")`` records that phase's end, now: wall clock and this process's CPU
+    time (``process_time`` counts from the process's start, so the first mark holds what the
+    process spent before the train function: Ray's worker start-up and Train's set-up)."""
 
     def __init__(self):
-        self.points: list[tuple[str, float]] = []
+        self.points: list[tuple[str, float, float]] = []
 
     def __call__(self, name: str) -> None:
-        self.points.append((name, time.time()))
+        self.points.append((name, time.time(), time.process_time()))
 
 
 def import_worker_libraries(job) -> None:
@@ -73,13 +75,15 @@ def marks_callback(marks: Marks):
 
 
 def phase_seconds(start: float, points: list) -> dict[str, float]:
-    """``{"<phase>_s": seconds}`` from ``start`` through consecutive marks, plus
-    ``startup_s`` (``start`` to the end of the first step)."""
+    """``{"<phase>_s": wall seconds, "<phase>_cpu_s": rank 0's CPU seconds}`` from ``start``
+    through consecutive marks, plus ``startup_s`` (``start`` to the last mark). CPU time does
+    not depend on what else the machine runs; wall time does."""
     out: dict[str, float] = {}
-    prev = start
-    for name, t in points:
+    prev, prev_cpu = start, 0.0
+    for name, t, cpu in points:
         out[f"{name}_s"] = round(t - prev, 3)
-        prev = t
+        out[f"{name}_cpu_s"] = round(cpu - prev_cpu, 3)
+        prev, prev_cpu = t, cpu
     if points:
         out["startup_s"] = round(points[-1][1] - start, 3)
     return out
