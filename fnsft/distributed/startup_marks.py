@@ -63,7 +63,7 @@ def marks_callback(marks: Marks):
             marks("engine_init")
 
         def on_step_begin(self, args, state, control, **kw):
-            if not self.stepped and not any(n == "eval_before" for n, _ in marks.points):
+            if not self.stepped and not any(p[0] == "eval_before" for p in marks.points):
                 marks("eval_before")
 
         def on_step_end(self, args, state, control, **kw):
