@@ -124,9 +124,12 @@ def _with_threads(worker_fn: Callable, threads: int) -> Callable:
 
     def train_loop(config):
         from fnsft.distributed.startup_marks import Marks
+        from fnsft.utils.imports import needed_integrations, skip_unused_integrations
 
         marks = Marks()
         marks("worker_group_start")  # Ray Train's controller, workers and process group are up
+        # Before anything imports transformers: no wandb/mlflow/bitsandbytes unless the stage uses them.
+        skip_unused_integrations(needed_integrations(config["job"].stage_config))
         import torch
 
         from fnsft.distributed.placement import machine_cores
