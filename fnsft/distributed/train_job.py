@@ -83,6 +83,11 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
             log.info("[%s] an earlier run of this stage left checkpoints in %s: resuming from %s",
                      job.stage_name, os.path.join(storage_path, name), resumed)
     threads = torch_threads(resources.cpus_per_worker)
+    # Train's controller polls the workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (Ray: 2 s). A
+    # finished job waits for the next poll to be noticed, and so does a ray.train.report made
+    # while the previous one is still queued (the queue holds one): 0.5 s costs the controller
+    # a few small calls a second.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     trainer = TorchTrainer(
         train_loop_per_worker=_with_threads(worker_fn, threads),
         train_loop_config={"job": job},

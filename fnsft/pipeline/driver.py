@@ -60,6 +60,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        t0 = time.time()
         cfg = self.config
         os.makedirs(cfg.output_dir, exist_ok=True)
         setup_logging(cfg.log_level, cfg.output_dir)
@@ -68,39 +69,57 @@ class Pipeline:
             yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
         self._track("start")
 
+        from concurrent.futures import ThreadPoolExecutor
+
         from fnsft.distributed.handoff import new_run_id, run_store
         from fnsft.distributed.ray_runtime import ensure_ray
         from fnsft.distributed.worker_output import route_worker_output
         from fnsft.pipeline.sizing import local_cpus
 
-        route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
+        verbose = cfg.log_level == "DEBUG"
+        # The incoming model, its tokenizer and the report's base answers need no Ray: they are
+        # prepared while Ray starts (mostly waiting on its processes), not after it.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fnsft-base-model")
+        base = pool.submit(self._prepare_base, verbose)
+        pool.shutdown(wait=False)
+        route_worker_output(verbose=verbose, quiet_libraries=False)  # Ray's bookkeeping: log file only
         started = time.time()
         ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
-        self._ray_start_s = round(time.time() - started, 3)
+        ray_start_s = round(time.time() - started, 3)
         # This run's own hand-off store: other pipelines on the cluster have theirs.
         with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
-            return self._run_stages(store)
+            handle, tokenizer, timings = base.result()
+            return self._run_stages(store, handle, tokenizer, {"ray_start_s": ray_start_s, **timings}, t0)
 
-    def _run_stages(self, store) -> dict[str, Any]:
+    def _prepare_base(self, verbose: bool):
+        """The pipeline's incoming model handle and tokenizer, and the report's base column."""
+        from fnsft.distributed.worker_output import quiet_driver_libraries
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
 
         cfg = self.config
-        manifest = Manifest(cfg.output_dir)
-        summary = self._load_summary()
-
         t0 = time.time()
+        if not verbose:
+            quiet_driver_libraries()
         source = resolve_model_path(cfg.model_name_or_path)
         handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
                              torch_dtype=cfg.torch_dtype,
                              fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
         tokenizer = self._base_tokenizer(handle)
-        log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
-        summary["timings"] = {"ray_start_s": getattr(self, "_ray_start_s", None),
-                              "model_ready_s": round(time.time() - t0, 3)}
+        timings = {"model_ready_s": round(time.time() - t0, 3)}
+        log.info("Model %s ready in %.1fs", cfg.model_name_or_path, timings["model_ready_s"])
         t_report = time.time()
         self._report("base", handle, tokenizer)
-        summary["timings"]["base_report_s"] = round(time.time() - t_report, 3)
+        timings["base_report_s"] = round(time.time() - t_report, 3)
+        return handle, tokenizer, timings
+
+    def _run_stages(self, store, handle, tokenizer, timings: dict, t0: float) -> dict[str, Any]:
+        from fnsft.models.handle import ModelHandle
+
+        cfg = self.config
+        manifest = Manifest(cfg.output_dir)
+        summary = self._load_summary()
+        summary["timings"] = timings  # start-up: Ray, the base model (beside it), the report's base answers
         previous: Optional[StageResult] = None
 
         for name in self.plan.unlisted:
