@@ -135,13 +135,16 @@ class ModelServer:
         return state_dict_to_numpy(policy_weights(self.model, self.lora_only))
 
 
-def push_policy_weights(group, policy, lora_only: bool, version: int, verify: bool = False) -> dict[str, float]:
+def push_policy_weights(group, policy, lora_only: bool, version: int, verify: bool = False,
+                        wait: bool = True) -> dict[str, float]:
     """Send ``policy``'s weights (adapters only with ``lora_only``) to every actor of ``group``.
 
-    One ``ray.put`` of numpy arrays, read zero-copy by every actor on the node; returns once all
-    replicas have acknowledged (:meth:`ModelServer.load_weights`). Returns the sync time, the
-    megabytes sent, the slowest actor's load time and, with ``verify``, how many actors'
-    checksums differ from the trainer's.
+    One ``ray.put`` of numpy arrays, read zero-copy by every actor on the node. With ``wait``
+    (or ``verify``) it returns once all replicas have acknowledged
+    (:meth:`ModelServer.load_weights`); the sync time, the megabytes sent, the slowest actor's
+    load time and, with ``verify``, how many actors' checksums differ from the trainer's.
+    Without: it returns once the calls are sent, with their pending acks under ``"acks"``
+    (:class:`WeightPusher` pipelines pushes this way).
     """
     import ray
 
@@ -152,9 +155,14 @@ def push_policy_weights(group, policy, lora_only: bool, version: int, verify: bo
     state = policy_weights(policy, lora_only)
     packed = state_dict_to_numpy(state)
     ref = ray.put(packed)
-    acks = group.all(lambda a: a.load_weights.remote(ref, version, verify))
-    out = {"weight_sync_s": time.perf_counter() - t0, "weight_sync_mb": nbytes(packed) / 2**20,
-           "weight_load_s": max(a["load_s"] for a in acks)}
+    pending = [a.load_weights.remote(ref, version, verify) for a in group.actors]
+    out: dict[str, Any] = {"weight_sync_mb": nbytes(packed) / 2**20}
+    if not (wait or verify):
+        out["weight_sync_s"] = time.perf_counter() - t0
+        out["acks"] = pending
+        return out
+    acks = ray.get(pending)
+    out.update(weight_sync_s=time.perf_counter() - t0, weight_load_s=max(a["load_s"] for a in acks))
     if verify:
         local = weights_checksum(state)
         hf = [a["checksum"] for a in acks if a.get("checksum_of") != "vllm"]
@@ -162,3 +170,38 @@ def push_policy_weights(group, policy, lora_only: bool, version: int, verify: bo
         # vLLM names weights its own way: its replicas must agree with each other.
         out["weight_sync_mismatches"] = float(sum(c != local for c in hf) + max(len(engine) - 1, 0))
     return out
+
+
+class WeightPusher:
+    """Rank 0's weight pushes to the generation group, without waiting for each acknowledgement.
+
+    An actor runs the calls of one caller in the order they were sent, so the next rollout's
+    ``generate`` runs after the ``load_weights`` sent before it: waiting for the ack in between
+    only adds a round trip per iteration (the actor loads while the trainer records the
+    iteration). The acks are collected at the next push and by :meth:`settle` (before the
+    weights are handed back), so a failed load still stops the stage. ``verify`` pushes (tests)
+    wait, as they compare checksums at once.
+    """
+
+    def __init__(self, group, lora_only: bool, verify: bool = False):
+        self.group, self.lora_only, self.verify = group, lora_only, verify
+        self.pending: list = []
+
+    def push(self, policy, version: int) -> dict[str, float]:
+        """Send ``policy``'s weights as ``version``; the stats of :func:`push_policy_weights`
+        (``weight_load_s``: the previous push's slowest load)."""
+        t0 = time.perf_counter()
+        acks = self.settle()
+        out = push_policy_weights(self.group, policy, self.lora_only, version, self.verify, wait=False)
+        self.pending = out.pop("acks", [])
+        out["weight_sync_s"] = time.perf_counter() - t0
+        if acks:
+            out.setdefault("weight_load_s", max(a["load_s"] for a in acks))
+        return out
+
+    def settle(self) -> list[dict]:
+        """Wait for the pushes still unacknowledged (raises an actor's error); their acks."""
+        import ray
+
+        pending, self.pending = self.pending, []
+        return ray.get(pending) if pending else []

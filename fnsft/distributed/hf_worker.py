@@ -219,8 +219,11 @@ def train_worker(config: dict) -> None:
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
 
+    from fnsft.distributed.startup_marks import Marks, import_worker_libraries, marks_callback
+
     job = config["job"]
     c = job.stage_config
+    marks = config.get("_marks") or Marks()
     quiet_libraries()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -234,13 +237,17 @@ def train_worker(config: dict) -> None:
     scratch = os.path.join(c.output_dir, ".scratch")
     os.makedirs(out_dir, exist_ok=True)
     mark_worker(c.output_dir, rank)
+    import_worker_libraries(job)
+    marks("worker_imports")
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
     model = load_for_training(job.model, c, precision, scratch)
+    marks("model_load")
     train_ds = Dataset.from_list(ray.get(job.data["train"]))
     eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
     peft_config = lora_config(c) if c.use_peft else None
+    marks("dataset")
 
     # transformers 5 reads the TensorBoard folder from the environment.
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
@@ -248,6 +255,8 @@ def train_worker(config: dict) -> None:
     args = common_training_args(job, out_dir, precision)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
+    marks("trainer_init")
+    trainer.add_callback(marks_callback(marks))  # before the eval-before-training callback
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw metric dicts; our progress lines replace them
@@ -295,11 +304,11 @@ def train_worker(config: dict) -> None:
     release_mlflow_run()
     release_wandb_run()
     if rank == 0:
-        _hand_back(job, trainer, final_dir, metrics, dtype)
+        _hand_back(job, trainer, final_dir, metrics, dtype, marks.points)
     ray.train.report({"done": 1.0})
 
 
-def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
+def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype, marks=()) -> None:
     from fnsft.utils.plots import plot_log_history
 
     c = job.stage_config
@@ -322,7 +331,7 @@ def _hand_back(job, trainer, final_dir: str, metrics: dict, dtype) -> None:
     if png:
         artifacts["training_curves"] = png
     adapter = keep_stage_adapter(job, final_dir, trainer.processing_class) if c.use_peft else None
-    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts, adapter)
+    save_and_hand_back(job, model, trainer.processing_class, metrics, artifacts, adapter, marks)
     shutil.rmtree(os.path.join(c.output_dir, ".scratch"), ignore_errors=True)
 
 
@@ -334,10 +343,12 @@ def keep_stage_adapter(job, trained_dir: str, tokenizer) -> str:
     return keep_adapter(trained_dir, os.path.join(job.stage_config.output_dir, ADAPTER_DIR), tokenizer, base)
 
 
-def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, adapter: str | None = None) -> None:
+def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, adapter: str | None = None,
+                       marks=()) -> None:
     """Rank 0 of any training stage: write the stage's model (``save_intermediate``) and hand its
     weights to the driver through the HandoffStore (which re-puts them so it owns the copy);
-    ``adapter``: the folder :func:`keep_stage_adapter` wrote (LoRA)."""
+    ``adapter``: the folder :func:`keep_stage_adapter` wrote (LoRA); ``marks``: rank 0's start-up
+    marks (:mod:`fnsft.distributed.startup_marks`)."""
     import ray
 
     from fnsft.models.weights import state_dict_to_numpy
@@ -350,7 +361,7 @@ def save_and_hand_back(job, model, tokenizer, metrics: dict, artifacts: dict, ad
         model.save_pretrained(path, safe_serialization=True)
         tokenizer.save_pretrained(path)
     ray.get(job.store.adopt.remote(job.key, state_dict_to_numpy(model.state_dict()), {
-        "path": path, "adapter_path": adapter, "metrics": metrics, "artifacts": artifacts}))
+        "path": path, "adapter_path": adapter, "metrics": metrics, "artifacts": artifacts, "marks": list(marks)}))
 
 
 def _merged_model(job, final_dir: str, dtype):

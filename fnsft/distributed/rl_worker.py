@@ -196,14 +196,18 @@ class RLTrainer(RLLearner, RLReport):
                 self.save_checkpoint(it + 1, numbers)
             elif c.logging_steps and ((it + 1) % c.logging_steps == 0 or it + 1 == self.num_iterations):
                 ray.train.report(numbers)
+        if getattr(self, "pusher", None) is not None:
+            self.pusher.settle()  # the last push reached every actor (or its error surfaces here)
 
     # Weight sync and checkpoints ----------------------------------------------------------
     def push_weights(self, version: int) -> dict[str, float]:
-        """Rank 0: the new policy weights (adapters only with LoRA) to every generation actor."""
-        from fnsft.actors.serving import push_policy_weights
+        """Rank 0: the new policy weights (adapters only with LoRA) to every generation actor;
+        pipelined with the next rollout (:class:`~fnsft.actors.serving.WeightPusher`)."""
+        from fnsft.actors.serving import WeightPusher
 
-        return push_policy_weights(self.roles.generation, self.policy, self.c.use_peft, version,
-                                   self.c.verify_weight_sync)
+        if getattr(self, "pusher", None) is None:
+            self.pusher = WeightPusher(self.roles.generation, self.c.use_peft, self.c.verify_weight_sync)
+        return self.pusher.push(self.policy, version)
 
     def save_checkpoint(self, iteration: int, metrics: dict) -> None:
         """Every rank: write the loop's state and report it to Ray Train (a restart resumes here)."""

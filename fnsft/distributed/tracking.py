@@ -35,7 +35,7 @@ def hold_mlflow_run(trainer) -> None:
 
 def release_mlflow_run() -> None:
     """End this worker's MLflow run, if it has one."""
-    if "mlflow" in sys.modules:
+    if sys.modules.get("mlflow") is not None:  # None: skipped in this worker (fnsft.utils.imports)
         import mlflow
 
         if mlflow.active_run():

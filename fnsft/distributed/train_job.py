@@ -70,6 +70,7 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     from ray.train.torch import TorchTrainer
 
     from fnsft.distributed.placement import torch_threads
+    from fnsft.distributed.startup_marks import phase_seconds
 
     per_worker = {"CPU": resources.cpus_per_worker}
     if job.use_gpu:
@@ -82,6 +83,11 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
             log.info("[%s] an earlier run of this stage left checkpoints in %s: resuming from %s",
                      job.stage_name, os.path.join(storage_path, name), resumed)
     threads = torch_threads(resources.cpus_per_worker)
+    # Train's controller polls the workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (Ray: 2 s). A
+    # finished job waits for the next poll to be noticed, and so does a ray.train.report made
+    # while the previous one is still queued (the queue holds one): 0.5 s costs the controller
+    # a few small calls a second.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     trainer = TorchTrainer(
         train_loop_per_worker=_with_threads(worker_fn, threads),
         train_loop_config={"job": job},
@@ -111,7 +117,10 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     out = ray.get(job.store.take.remote(job.key))
     if out is None:
         raise StageError(f"stage {job.stage_name}: the Train job ended without handing back a model")
-    out.setdefault("timings", {})["train_job_s"] = round(time.time() - started, 2)
+    timings = out.setdefault("timings", {})
+    timings["train_job_s"] = round(time.time() - started, 2)
+    # Where the job's start-up went (rank 0's marks; fnsft.distributed.startup_marks).
+    timings.update(phase_seconds(started, out.pop("marks", None) or []))
     return out
 
 
@@ -119,12 +128,19 @@ def _with_threads(worker_fn: Callable, threads: int) -> Callable:
     """``worker_fn`` run with ``threads`` torch threads (at most the worker machine's cores)."""
 
     def train_loop(config):
+        from fnsft.distributed.startup_marks import Marks
+        from fnsft.utils.imports import needed_integrations, skip_unused_integrations
+
+        marks = Marks()
+        marks("worker_group_start")  # Ray Train's controller, workers and process group are up
+        # Before anything imports transformers: no wandb/mlflow/bitsandbytes unless the stage uses them.
+        skip_unused_integrations(needed_integrations(config["job"].stage_config))
         import torch
 
         from fnsft.distributed.placement import machine_cores
 
         torch.set_num_threads(max(1, min(threads, machine_cores())))
-        return worker_fn(config)
+        return worker_fn({**config, "_marks": marks})
 
     train_loop.__name__ = getattr(worker_fn, "__name__", "train_loop")
     return train_loop

@@ -75,29 +75,37 @@ def _route(print_fn, data: dict) -> None:
         print_fn({**data, "lines": lines})
 
 
-def route_worker_output(verbose: bool) -> None:
-    """Install the console filter for this driver (before or after ``ray.init``)."""
+def quiet_driver_libraries() -> None:
+    """No progress bars or kernel notices from the libraries the driver itself uses."""
+    # The driver imports bitsandbytes too (RL roles, QLoRA checks): its kernel notice is not ours.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)  # "Setting accelerator to CPU" on save
+    try:  # the report loads each stage's model in the driver: no "Loading weights" bar
+        import transformers
+
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import datasets  # the driver reads data files: no "Generating train split" bars
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def route_worker_output(verbose: bool, quiet_libraries: bool = True) -> None:
+    """Install the console filter for this driver (before or after ``ray.init``);
+    ``quiet_libraries``: also :func:`quiet_driver_libraries` (imports transformers, ≈1-3 s;
+    the pipeline does that beside Ray's start instead)."""
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
 
     if not verbose:
         for handler in logging.getLogger("ray").handlers:
             if not any(isinstance(f, _RayDriverFilter) for f in handler.filters):
                 handler.addFilter(_RayDriverFilter())
-        # The driver imports bitsandbytes too (RL roles, QLoRA checks): its kernel notice is not ours.
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-        logging.getLogger("DeepSpeed").setLevel(logging.ERROR)  # "Setting accelerator to CPU" on save
-        try:  # the report loads each stage's model in the driver: no "Loading weights" bar
-            import transformers
-
-            transformers.logging.disable_progress_bar()
-        except ImportError:  # pragma: no cover
-            pass
-        try:
-            import datasets  # the driver reads data files: no "Generating train split" bars
-
-            datasets.disable_progress_bars()
-        except ImportError:  # pragma: no cover
-            pass
+        if quiet_libraries:
+            quiet_driver_libraries()
 
     _state["verbose"] = verbose
 

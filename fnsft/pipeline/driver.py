@@ -30,6 +30,7 @@ from fnsft.pipeline.copies import forget_copies, refresh_disk_bytes
 from fnsft.pipeline.disk import dir_bytes, ray_runs, remove_stage_checkpoints
 from fnsft.pipeline.manifest import Manifest, fingerprint, paths_fingerprint, stage_fingerprint, write_json_atomic
 from fnsft.pipeline.plan import Plan, build_plan, describe_plan
+from fnsft.pipeline.results import checked_result, plain, short_metrics
 from fnsft.stages.base import StageResult
 
 log = logging.getLogger("fnsft")
@@ -61,43 +62,67 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        t0 = time.time()
         cfg = self.config
         os.makedirs(cfg.output_dir, exist_ok=True)
         setup_logging(cfg.log_level, cfg.output_dir)
         log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
         with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
-            yaml.safe_dump(_plain(dataclasses.asdict(cfg)), f, sort_keys=False)
+            yaml.safe_dump(plain(dataclasses.asdict(cfg)), f, sort_keys=False)
         self._track("start")
+
+        from concurrent.futures import ThreadPoolExecutor
 
         from fnsft.distributed.handoff import new_run_id, run_store
         from fnsft.distributed.ray_runtime import ensure_ray
         from fnsft.distributed.worker_output import route_worker_output
         from fnsft.pipeline.sizing import local_cpus
 
-        route_worker_output(verbose=cfg.log_level == "DEBUG")  # Ray's bookkeeping: log file only
+        verbose = cfg.log_level == "DEBUG"
+        # The incoming model, its tokenizer and the report's base answers need no Ray: they are
+        # prepared while Ray starts (mostly waiting on its processes), not after it.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fnsft-base-model")
+        base = pool.submit(self._prepare_base, verbose)
+        pool.shutdown(wait=False)
+        route_worker_output(verbose=verbose, quiet_libraries=False)  # Ray's bookkeeping: log file only
+        started = time.time()
         ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
+        ray_start_s = round(time.time() - started, 3)
         # This run's own hand-off store: other pipelines on the cluster have theirs.
         with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
-            return self._run_stages(store)
+            handle, tokenizer, timings = base.result()
+            return self._run_stages(store, handle, tokenizer, {"ray_start_s": ray_start_s, **timings}, t0)
 
-    def _run_stages(self, store) -> dict[str, Any]:
+    def _prepare_base(self, verbose: bool):
+        """The pipeline's incoming model handle and tokenizer, and the report's base column."""
+        from fnsft.distributed.worker_output import quiet_driver_libraries
         from fnsft.models.handle import ModelHandle
         from fnsft.models.spec import resolve_model_path
+
+        cfg = self.config
+        t0 = time.time()
+        if not verbose:
+            quiet_driver_libraries()
+        source = resolve_model_path(cfg.model_name_or_path)
+        handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
+                             torch_dtype=cfg.torch_dtype,
+                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
+        tokenizer = self._base_tokenizer(handle)
+        timings = {"model_ready_s": round(time.time() - t0, 3)}
+        log.info("Model %s ready in %.1fs", cfg.model_name_or_path, timings["model_ready_s"])
+        t_report = time.time()
+        self._report("base", handle, tokenizer)
+        timings["base_report_s"] = round(time.time() - t_report, 3)
+        return handle, tokenizer, timings
+
+    def _run_stages(self, store, handle, tokenizer, timings: dict, t0: float) -> dict[str, Any]:
         from fnsft.pipeline.copies import Copies, restore_copy, skipped_handle
 
         cfg = self.config
         manifest = Manifest(cfg.output_dir)
         copies = Copies()  # finished stages of this run, for the merged copies kept on disk
         summary = self._load_summary()
-
-        t0 = time.time()
-        source = resolve_model_path(cfg.model_name_or_path)
-        handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
-                             torch_dtype=cfg.torch_dtype,
-                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
-        tokenizer = self._base_tokenizer(handle)
-        log.info("Model %s ready in %.1fs", cfg.model_name_or_path, time.time() - t0)
-        self._report("base", handle, tokenizer)
+        summary["timings"] = timings  # start-up: Ray, the base model (beside it), the report's base answers
         previous: Optional[StageResult] = None
 
         for name in self.plan.unlisted:
@@ -133,7 +158,7 @@ class Pipeline:
             started = time.time()
             storage = cfg.ray.storage_path or os.path.join(os.path.dirname(stage.config.output_dir), "ray_train")
             runs_before = ray_runs(storage, name)
-            self._track("stage_start", name, stage.config.report_to, _plain(dataclasses.asdict(stage.config)))
+            self._track("stage_start", name, stage.config.report_to, plain(dataclasses.asdict(stage.config)))
             stage.run_fingerprint = fp  # Train run names follow it: a rerun resumes the stage
             try:
                 if handle.is_rebuild:  # a resume after its merged copy was dropped: write it back
@@ -141,7 +166,7 @@ class Pipeline:
                     if previous is not None:
                         previous.model, previous.model_path = handle, handle.path
                 handle_in = handle
-                result = _checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
+                result = checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
                 passthrough = handle.weights is handle_in.weights and handle.path == handle_in.path
                 result.model = handle  # previous_result of the next stage: what was handed on
@@ -165,17 +190,17 @@ class Pipeline:
                                              runs if not cfg.ray.storage_path else runs - runs_before)
             manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
                                    "adapter_path": adapter, "passthrough": passthrough,
-                                   "metrics": _plain(result.metrics), "finished": time.time()})
+                                   "metrics": plain(result.metrics), "finished": time.time()})
             link = copies.add(name, stage.config.output_dir, handle.path, adapter, passthrough)
             summary["stages"][name].update(
-                status="completed", metrics=_plain(result.metrics), timings=result.timings,
+                status="completed", metrics=plain(result.metrics), timings=result.timings,
                 model_path=handle.path, adapter_path=adapter, artifacts=result.artifacts,
                 seconds=round(seconds, 2), checkpoint_bytes_removed=freed)
             if link.model_path:  # this stage has its own copy: earlier LoRA copies can go
                 forget_copies(manifest, summary, copies.drop_unneeded(keep=link.model_path), self._dirs())
             summary["stages"][name]["disk_bytes"] = dir_bytes(stage.config.output_dir)
             self._write_summary(summary)
-            log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, _short(result.metrics))
+            log.info("Stage %s completed in %.1fs; metrics: %s", name, seconds, short_metrics(result.metrics))
             self._report(name, handle, tokenizer)
             self._track("stage_end", name, "completed", result.metrics, stage.config.output_dir)
             previous = result
@@ -313,7 +338,7 @@ class Pipeline:
 
     def _write_summary(self, summary: dict) -> None:
         summary["stage_order"] = [s.name for s in self.plan.stages]
-        write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), _plain(summary))
+        write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), plain(summary))
         self._report()
 
     def _track(self, event: str, *args) -> None:
@@ -323,7 +348,7 @@ class Pipeline:
             if event == "start":
                 from fnsft.report.tracking import start_tracking
 
-                self._tracker = start_tracking(_plain(dataclasses.asdict(self.config)),
+                self._tracker = start_tracking(plain(dataclasses.asdict(self.config)),
                                                [p.stage.config.report_to for p in self.plan.selected],
                                                self.config.output_dir)
             elif getattr(self, "_tracker", None) is not None:
@@ -348,44 +373,3 @@ class Pipeline:
         except Exception as e:  # noqa: BLE001 - a report problem is a warning, the run goes on
             log.warning("report: not updated (%s: %s)", type(e).__name__, e)
             log.debug("report traceback", exc_info=True)
-
-
-def _checked_result(result: Any, name: str, handle, tokenizer) -> StageResult:
-    """A stage's return value as a StageResult (the guide's contract), or a StageError."""
-    if result is None:
-        log.warning("Stage %s: execute() returned None; handing its input model on unchanged "
-                    "(return a StageResult to hand on a model or metrics)", name)
-        result = StageResult(model=None, tokenizer=tokenizer)
-    if not isinstance(result, StageResult):
-        raise StageError(f"stage {name}: execute() returned {type(result).__name__}; return a StageResult "
-                         "(model=None hands the input on)")
-    if not result.success:
-        why = result.message or result.metrics.get("error") or "no message given"
-        raise StageError(f"stage {name} failed: {why}")
-    result.stage_name = name
-    return result
-
-
-def _plain(obj: Any) -> Any:
-    """JSON/YAML-safe copy (numbers, strings, lists, dicts)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    try:
-        return float(obj)
-    except (TypeError, ValueError):
-        return str(obj)
-
-
-_HEADLINE = ("train_loss", "before_eval_loss", "eval_loss", "eval_perplexity", "before_eval_rewards/accuracies",
-             "eval_rewards/accuracies", "eval_rewards/margins", "reward_start", "reward_end", "global_step",
-             "train_seconds")
-
-
-def _short(metrics: dict) -> str:
-    nums = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    items = [(k, nums[k]) for k in _HEADLINE if k in nums] or list(nums.items())
-    return ", ".join(f"{k}={v:.4g}" for k, v in items[:8]) or "-"

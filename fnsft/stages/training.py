@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -199,6 +200,7 @@ class TrainStage(BaseStage):
         from fnsft.distributed.ray_runtime import cluster_has_gpus
         from fnsft.distributed.train_job import TrainJob
 
+        started = time.time()
         res, ds = self.resources()
         use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
         res = self.place(res, use_gpu)
@@ -214,7 +216,9 @@ class TrainStage(BaseStage):
             torch_dtype=pipeline_dtype, store=get_handoff_store(),
             extra={"tty": sys.stdout.isatty()},
         )
+        driver_s = time.time() - started  # placement check, data read and put in the object store
         out = self.run_job(job, train_worker, res, ds)
+        out.setdefault("timings", {})["driver_prepare_s"] = round(driver_s, 3)
         path = out.get("path")
         handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name,
                                     adapter=out.get("adapter_path"))

@@ -91,3 +91,35 @@ def test_lora_sync_sends_only_adapters(ray_session, tiny_model_dir):
         assert gen["completion_ids"] == _greedy(trainer_model.eval(), tok, prompts)
     finally:
         group.kill()
+
+
+def test_pipelined_pushes_keep_actors_in_sync(ray_session, tiny_model_dir):
+    """WeightPusher does not wait for acks: the next generate (same caller) still sees the pushed
+    weights, every push in turn, and settle() leaves every actor holding the last one."""
+    from fnsft.actors.serving import WeightPusher
+
+    handle = ModelHandle(source=tiny_model_dir)
+    group = ActorGroup(GenerationActor, RoleResources(num_replicas=2, num_cpus=0.5), args=(handle,),
+                       kwargs={"engine": "hf"}, name="gen-pipelined")
+    try:
+        group.wait_ready()
+        trainer_model = handle.load().eval()
+        tok = handle.load_tokenizer()
+        prompts = ["What is 2 + 3?", "Say hello"]
+        pusher = WeightPusher(group, lora_only=False)
+        outputs = []
+        for version in (1, 2, 3):
+            _perturb(trainer_model, version)
+            stats = pusher.push(trainer_model, version)
+            assert pusher.pending and "weight_sync_mismatches" not in stats  # not waited for
+            gen = group.split(prompts, lambda a, chunk: a.generate.remote(chunk, {"temperature": 0, "max_new_tokens": 8}))
+            assert gen["completion_ids"] == _greedy(trainer_model, tok, prompts), version
+            outputs.append(gen["completion_ids"])
+        assert outputs[0] != outputs[-1]  # the pushes changed what is generated
+        acks = pusher.settle()
+        assert [a["version"] for a in acks] == [3, 3] and not pusher.pending
+        local = policy_weights(trainer_model, lora_only=False)
+        for actor in group.actors:
+            _assert_same(actor, local)
+    finally:
+        group.kill()
