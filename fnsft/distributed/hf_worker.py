@@ -244,6 +244,11 @@ def train_worker(config: dict) -> None:
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
     build = import_string(job.builder)
     args = common_training_args(job, out_dir, precision)
+    batching = job.extra.get("batching")  # fnsft.distributed.batching, chosen by the stage
+    if batching is not None:
+        args.update(batching.trainer_args())
+        if batching.attn_implementation:  # padding-free: only a varlen kernel keeps examples apart
+            model.set_attn_implementation(batching.attn_implementation)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
     from transformers.trainer_callback import PrinterCallback
