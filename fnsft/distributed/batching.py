@@ -6,10 +6,12 @@ data most of those positions are padding. Two ways to spend the compute on usefu
 without changing what each example's loss is:
 
 - **padding-free** (TRL ``padding_free``): the batch's examples are concatenated into one row
-  with ``position_ids`` restarting at each example. Only a varlen kernel (FlashAttention 2/3)
-  keeps the examples apart; SDPA and eager attention attend *across* them even with
-  ``position_ids`` (measured with transformers 5.24), which would change the loss. So it is the
-  default only on a GPU with the ``flash_attn`` package, and the model is switched to it.
+  with ``position_ids`` restarting at each example. FlashAttention's varlen kernel computes each
+  example's attention alone, so no work is spent on padding or across examples. Without it,
+  transformers 5.24 keeps the examples apart only by building a mask over the whole row from
+  ``position_ids`` (in training, without a KV cache; with a cache, as in generation, they attend
+  across each other), and SDPA then computes attention over the whole concatenated row. So it
+  is the default only on a GPU with the ``flash_attn`` package, and the model is switched to it.
 - **length-grouped batches** (HF ``train_sampling_strategy: group_by_length``): each batch takes
   examples of similar length (random mega-batches sorted by length, HF's
   ``LengthGroupedSampler``), so padding is small with any kernel. The default everywhere else,
@@ -93,14 +95,13 @@ def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gp
         elif not supports_padding_free:
             reason = "auto: TRL 1.16 has no padding-free batches for this trainer"
         elif on_gpu:
-            reason = "auto: no flash_attn package; SDPA would attend across concatenated examples"
+            reason = "auto: no flash_attn package, so no varlen kernel to keep concatenated examples apart"
         else:
-            reason = "auto: CPU attention (SDPA) would attend across concatenated examples"
+            reason = "auto: CPU, no varlen attention kernel to keep concatenated examples apart"
     else:
         reason = "padding_free set in the config"
         if padding_free and not varlen:
-            reason += (" (warning: without FlashAttention on a GPU, attention crosses example "
-                       "boundaries and the loss changes)")
+            reason += " (no FlashAttention: examples kept apart by a mask over the whole row)"
     if sampling is None:
         # Padding-free batches hold no padding to save: keep HF's random order.
         sampling = "random" if padding_free else "group_by_length"
