@@ -245,8 +245,22 @@ class TrainStage(BaseStage):
         metrics = {**info, "strategy": strategy, **out["metrics"]}
         if batching is not None:
             metrics["batching"] = batching.describe()
+        log_throughput_and_memory(self.stage_name, metrics)
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics,
                            artifacts=out.get("artifacts", {}), model_path=path, timings=out["timings"])
+
+
+def log_throughput_and_memory(stage_name: str, metrics: dict) -> None:
+    """Add the driver's peak RSS to ``metrics`` and log the stage's useful tokens/s and memory."""
+    from fnsft.utils.memory import peak_rss_mb
+
+    metrics["driver_peak_rss_mb"] = peak_rss_mb()  # the driver process's peak so far
+    workers = "/".join(f"{m:.0f}" for m in metrics.get("worker_peak_rss_mb", []))
+    if "useful_tokens_per_second" in metrics:
+        log.info("[%s] %.1f useful (non-padding) tokens/s (%d tokens in %.1f s of training); peak RSS: driver "
+                 "%.0f MiB, worker(s) %s MiB", stage_name, metrics["useful_tokens_per_second"],
+                 metrics.get("useful_tokens", 0), metrics.get("train_seconds", 0.0), metrics["driver_peak_rss_mb"],
+                 workers or "?")
 
 
 def _fingerprint(*parts: Any) -> str:
