@@ -94,7 +94,7 @@ def run_trl_trainer(trainer, warmup: int = 2) -> dict:
     t0 = time.time()
     trainer.train()
     metrics["train_s"] = time.time() - t0
-    metrics["useful_tokens_per_s_all_steps"] = trainer.state.num_input_tokens_seen / metrics["train_s"]
+    metrics["useful_tokens_per_s_all_steps"] = metrics["useful_tokens_per_second"]
     metrics["torch_threads"] = torch.get_num_threads()
     return metrics
 

@@ -186,8 +186,7 @@ def train_worker(config: dict) -> None:
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
     from fnsft.distributed.resume import hf_checkpoint_step, restored_checkpoint
-    from fnsft.distributed.worker_stats import (gather_peak_rss, throughput_meter, throughput_stats,
-                                                zero3_init, zero3_load_stats)
+    from fnsft.distributed.worker_stats import gather_peak_rss, throughput_meter, zero3_init, zero3_load_stats
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
 
@@ -223,7 +222,7 @@ def train_worker(config: dict) -> None:
     batching = job.extra.get("batching")  # fnsft.distributed.batching, chosen by the stage
     if batching is not None:
         args.update(batching.trainer_args())
-        if batching.attn_implementation:  # padding-free: only a varlen kernel keeps examples apart
+        if batching.attn_implementation:  # padding-free on a GPU: FlashAttention's varlen kernel
             model.set_attn_implementation(batching.attn_implementation)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
@@ -268,7 +267,6 @@ def train_worker(config: dict) -> None:
         metrics["before_eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["before_eval_loss"], 50.0))))
     metrics["train_seconds"] = train_seconds
     metrics["global_step"] = trainer.state.global_step
-    metrics.update(throughput_stats(trainer.state.num_input_tokens_seen or 0, train_seconds))
     metrics["worker_peak_rss_mb"] = gather_peak_rss()  # every rank, in rank order
     metrics["worker_peak_rss_mb_max"] = max(metrics["worker_peak_rss_mb"])
 

@@ -4,7 +4,8 @@ rank, and whether ZeRO-3 partitioned the model as it was built (summary metrics 
 Metric names (``pipeline_summary.json`` → ``stages.<name>.metrics``):
 
 - ``useful_tokens``, ``useful_tokens_per_second``: non-padding tokens of all workers (HF's
-  ``include_num_input_tokens_seen="non_padding"``) over the whole training loop.
+  ``include_num_input_tokens_seen="non_padding"``) from the first step to the last;
+  ``train_tokens_per_second_steady``: the same after 2 warm-up steps.
 - ``worker_peak_rss_mb`` (one per rank) and ``worker_peak_rss_mb_max``.
 - ``zero3_partitioned_at_load`` / ``params_materialized_at_load``: under ZeRO-3, every parameter
   carries DeepSpeed's ``ds_id`` right after loading and this rank holds none of them in full
@@ -38,11 +39,6 @@ def gather_peak_rss() -> list[float]:
     return out
 
 
-def throughput_stats(tokens_seen: int, train_seconds: float) -> dict:
-    return {"useful_tokens": int(tokens_seen),
-            "useful_tokens_per_second": round(tokens_seen / train_seconds, 2) if train_seconds > 0 else 0.0}
-
-
 def zero3_init(job, args: dict):
     """Under ZeRO-3 (and no bitsandbytes), the HF TrainingArguments whose DeepSpeed config
     makes transformers build the model inside ``deepspeed.zero.Init``: each rank then holds only
@@ -57,7 +53,9 @@ def zero3_init(job, args: dict):
 
 
 def throughput_meter(metrics: dict, warmup_steps: int = 2):
-    """Records steady-state train tokens/s (non-padding tokens, all workers) after ``warmup_steps``.
+    """Records useful (non-padding, all workers) tokens/s from the first step to the last
+    (``useful_tokens_per_second``) and in the steady state after ``warmup_steps``
+    (``train_tokens_per_second_steady``).
 
     The benchmarks attach the same meter to a plain TRL trainer, so both sides are measured alike.
     """
@@ -69,11 +67,20 @@ def throughput_meter(metrics: dict, warmup_steps: int = 2):
 
         def on_train_begin(self, args, state, control, **kw):
             metrics["train_begin_unix"] = time.time()
+            self.first = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if self.first is None:  # after set-up and any evaluation before training
+                self.first = (time.time(), state.num_input_tokens_seen or 0)
 
         def on_step_end(self, args, state, control, **kw):
             self.points.append((time.time(), state.global_step, state.num_input_tokens_seen or 0))
 
         def on_train_end(self, args, state, control, **kw):
+            if self.first is not None and self.points and self.points[-1][0] > self.first[0]:
+                tokens = self.points[-1][2] - self.first[1]
+                metrics["useful_tokens"] = int(tokens)
+                metrics["useful_tokens_per_second"] = round(tokens / (self.points[-1][0] - self.first[0]), 2)
             pts = self.points[warmup_steps:] if len(self.points) > warmup_steps + 1 else self.points
             if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
                 dt = pts[-1][0] - pts[0][0]

@@ -257,10 +257,9 @@ def log_throughput_and_memory(stage_name: str, metrics: dict) -> None:
     metrics["driver_peak_rss_mb"] = peak_rss_mb()  # the driver process's peak so far
     workers = "/".join(f"{m:.0f}" for m in metrics.get("worker_peak_rss_mb", []))
     if "useful_tokens_per_second" in metrics:
-        log.info("[%s] %.1f useful (non-padding) tokens/s (%d tokens in %.1f s of training); peak RSS: driver "
-                 "%.0f MiB, worker(s) %s MiB", stage_name, metrics["useful_tokens_per_second"],
-                 metrics.get("useful_tokens", 0), metrics.get("train_seconds", 0.0), metrics["driver_peak_rss_mb"],
-                 workers or "?")
+        log.info("[%s] %.1f useful (non-padding) tokens/s (%d tokens, %d steps); peak RSS: driver %.0f MiB, "
+                 "worker(s) %s MiB", stage_name, metrics["useful_tokens_per_second"], metrics.get("useful_tokens", 0),
+                 metrics.get("global_step", 0), metrics["driver_peak_rss_mb"], workers or "?")
 
 
 def _fingerprint(*parts: Any) -> str:
