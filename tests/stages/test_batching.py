@@ -136,7 +136,6 @@ def sft_example_losses(trainer) -> tuple[dict, int, int]:
 def dpo_pair_losses(trainer, beta: float = 0.1) -> tuple[dict, int, int]:
     """Per-pair DPO loss -logsig(beta (logp(chosen) - logp(rejected))) over one epoch of the
     trainer's train batches (the policy as its own reference would make every loss log 2)."""
-    import torch
     import torch.nn.functional as F
 
     losses: dict = defaultdict(list)
