@@ -47,9 +47,17 @@ def zero3_init(job, args: dict):
     stage = ((job.deepspeed or {}).get("zero_optimization") or {}).get("stage")
     if stage != 3 or getattr(c, "load_in_4bit", False) or getattr(c, "load_in_8bit", False):
         return None
+    import torch.distributed as dist
     from transformers import TrainingArguments
 
-    return TrainingArguments(**{k: v for k, v in args.items() if k != "train_sampling_strategy"})
+    hf_args = TrainingArguments(**{k: v for k, v in args.items() if k != "train_sampling_strategy"})
+    if dist.is_available() and dist.is_initialized():
+        import deepspeed
+
+        # zero.Init checks the batch sizes against DeepSpeed's world size, which reads 1 until
+        # DeepSpeed wraps the process group Ray Train set up (the trainer would do it later).
+        deepspeed.init_distributed(dist_backend=dist.get_backend())
+    return hf_args
 
 
 def throughput_meter(metrics: dict, warmup_steps: int = 2):
