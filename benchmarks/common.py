@@ -1,20 +1,37 @@
-"""Shared pieces of the side-by-side benchmarks (fnsft stage vs the plain TRL trainer)."""
+"""Shared pieces of the side-by-side benchmarks (fnsft stage vs the plain TRL trainer).
+
+How a comparison is run (benchmarks/sft_throughput.py, benchmarks/dpo_throughput.py):
+
+- fnsft and TRL in one script run, in alternating order (round 0: fnsft then TRL, round 1: TRL
+  then fnsft, ...) so a shared machine's load drift hits both; the **median** over rounds is
+  reported (with the runs beside it).
+- Both measured by the same callback (:func:`fnsft.distributed.worker_stats.throughput_meter`):
+  useful (non-padding) tokens/s after the warm-up steps, which are excluded; also the same
+  figure over all steps (the same examples on both sides, whatever their order).
+- The TRL process runs as many torch threads as the fnsft worker.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
 import time
+from typing import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
+REPO = os.path.dirname(HERE)
+RESULTS = os.environ.get("FNSFT_BENCHMARK_RESULTS") or os.path.join(HERE, "results")  # tests write elsewhere
+SMOLLM2 = "builtin:smollm2-135m-instruct"
+TINY = "builtin:tiny-llama"
 
 
 def machine() -> dict:
     import torch
 
     return {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 1),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
@@ -29,31 +46,73 @@ def write_result(name: str, data: dict) -> str:
     return path
 
 
-def plain_training_args(out_dir: str, steps: int, batch: int, lr: float) -> dict:
-    """What a TRL user would pass, with the dtype chosen from the hardware (TRL defaults bf16=True)."""
+def fnsft_threads() -> int:
+    """Torch threads of a lone fnsft worker holding all CPUs (the TRL side runs the same)."""
+    from fnsft.distributed.placement import torch_threads
+
+    return torch_threads(os.cpu_count())
+
+
+def plain_training_args(out_dir: str, steps: int, batch: int, lr: float, sampling: str = "random") -> dict:
+    """Equal settings on the TRL side: fp32 (TRL defaults bf16=True, even on CPU), the same
+    sampler as fnsft, no checkpoints, non-padding tokens counted."""
     import torch
 
     on_gpu = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
                 logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-                bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, use_cpu=not on_gpu,
+                bf16=False, fp16=False, use_cpu=not on_gpu, train_sampling_strategy=sampling,
                 include_num_input_tokens_seen="non_padding", seed=0)
 
 
-def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str) -> dict:
-    """Run one fnsft stage on 1 Ray Train worker with all CPUs (ZeRO-2 configured: plain torch
-    on one worker); its metrics plus
-    ``startup_s`` (Train job launch -> first step), ``wall_s`` and ``stage_s``."""
+def default_training_args(out_dir: str, steps: int, batch: int) -> dict:
+    """What a TRL user passes for the same workload, everything else TRL's default (bf16=True)."""
+    import torch
+
+    return dict(output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch, report_to="none",
+                save_strategy="no", disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
+                include_num_input_tokens_seen="non_padding")
+
+
+def first_lines(src: str, dst: str, n: int) -> str:
+    with open(src) as f, open(dst, "w") as out:
+        for i, line in enumerate(f):
+            if i >= n:
+                break
+            out.write(line)
+    return dst
+
+
+def run_trl_trainer(trainer, warmup: int = 2) -> dict:
+    """Train a built TRL trainer with the shared meter; the figures the report compares."""
+    import torch
+
+    from fnsft.distributed.worker_stats import throughput_meter
+
+    metrics: dict = {}
+    trainer.add_callback(throughput_meter(metrics, warmup_steps=warmup))
+    t0 = time.time()
+    trainer.train()
+    metrics["train_s"] = time.time() - t0
+    metrics["useful_tokens_per_s_all_steps"] = metrics["useful_tokens_per_second"]
+    metrics["torch_threads"] = torch.get_num_threads()
+    return metrics
+
+
+def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str, resources: dict | None = None,
+                    deepspeed: dict | None = None) -> dict:
+    """Run one fnsft stage (``resources``/``deepspeed`` None: fnsft's defaults); its metrics plus
+    ``startup_s`` (stage start -> first step), ``stage_s``."""
     import shutil
 
     from fnsft.pipeline import Pipeline
 
-    cfg = {
-        "model_name_or_path": model, "output_dir": out, "stages": [stage],
-        "resources": {"num_workers": 1, "cpus_per_worker": os.cpu_count()},
-        "deepspeed": {"zero_stage": 2},
-        "stage_configs": {stage: stage_config},
-    }
+    cfg = {"model_name_or_path": model, "output_dir": out, "stages": [stage],
+           "stage_configs": {stage: stage_config}}
+    if resources is not None:
+        cfg["resources"] = resources
+    if deepspeed is not None:
+        cfg["deepspeed"] = deepspeed
     t0 = time.time()
     summary = Pipeline.from_dict(cfg).run()
     wall = time.time() - t0
@@ -61,7 +120,55 @@ def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str) -> dic
     m = result["metrics"]
     launched = t0 + (wall - result["seconds"])  # when the stage (its Train job) started
     m["startup_s"] = m["train_begin_unix"] - launched
-    m["wall_s"] = wall
     m["stage_s"] = result["seconds"]
+    m["useful_tokens_per_s_all_steps"] = m["useful_tokens_per_second"]
     shutil.rmtree(out, ignore_errors=True)
     return m
+
+
+KEEP = ("train_tokens_per_second_steady", "useful_tokens_per_s_all_steps", "seconds_per_step_steady",
+        "startup_s", "stage_s", "train_s", "torch_threads", "worker_peak_rss_mb", "driver_peak_rss_mb", "batching")
+
+
+def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
+    """Run each side ``rounds`` times, alternating the order each round; the median of each
+    side's useful tokens/s and the ratio of the first side over the second."""
+    names = list(sides)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    order = []
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            load = os.getloadavg()[0]
+            m = sides[name]()
+            m["load_average_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+            runs[name].append(m)
+            order.append(name)
+            print(f"  {name}: {m['train_tokens_per_second_steady']:.1f} useful tokens/s", flush=True)
+
+    def median(name: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[name] if key in r), 3)
+
+    out = {"order": order}
+    for name in names:
+        out[name] = {"useful_tokens_per_s": median(name, "train_tokens_per_second_steady"),
+                     "useful_tokens_per_s_all_steps": median(name, "useful_tokens_per_s_all_steps"),
+                     "seconds_per_step": median(name, "seconds_per_step_steady"),
+                     "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                               if k in KEEP or k == "load_average_1min"} for r in runs[name]]}
+    if len(names) == 2:
+        a, b = names
+        out[f"ratio_{a}_over_{b}"] = round(out[a]["useful_tokens_per_s"] / out[b]["useful_tokens_per_s"], 3)
+        out[f"ratio_{a}_over_{b}_all_steps"] = round(
+            out[a]["useful_tokens_per_s_all_steps"] / out[b]["useful_tokens_per_s_all_steps"], 3)
+    return out
+
+
+def start_ray():
+    """One Ray for the whole script; workers at the TRL process's priority (Ray's default nice
+    15 loses CPU to anything else on a shared machine)."""
+    import ray
+
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    t0 = time.time()
+    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace="fnsft")
+    return round(time.time() - t0, 2)

@@ -1,13 +1,20 @@
-"""fnsft's SFT stage vs a plain TRL SFTTrainer: same model, data, length, batch and steps.
+"""fnsft's SFT stage vs a plain TRL SFTTrainer on the shipped Alpaca-style data: useful tokens/s.
 
-    python benchmarks/sft_throughput.py [--steps 12] [--modes lora full]
+    python benchmarks/sft_throughput.py            # SmolLM2-135M, ~15 min on 2 quiet cores
+    python benchmarks/sft_throughput.py --quick    # the tiny model, seconds per run (CI smoke)
 
-Writes benchmarks/results/sft_throughput.json. Both sides are measured by the same callback
-(`fnsft.distributed.hf_worker.throughput_meter`): non-padding train tokens/s after 2 warm-up
-steps. fnsft runs 1 Ray Train worker with all CPUs (the fair single-process comparison) with the
-default ``deepspeed: {zero_stage: 2}``, which a lone worker runs as plain torch (ZeRO partitions
-nothing there); its fixed start-up cost is the time from launching the stage's Train job to
-the trainer's first step (worker start, model load, trainer set-up), plus Ray's own start.
+Writes benchmarks/results/sft_throughput.json (``--quick``: sft_throughput_quick.json). Three
+comparisons, each run ``--rounds`` times in alternating order, median reported (see common.py):
+
+- ``equal``: the same model, examples, batch, ``max_length``, LoRA, fp32, learning rate and
+  batching (both length-grouped: fnsft's CPU default) — what the wrapper itself costs.
+- ``defaults``: each tool as a user gets it for this workload (model, data, steps, batch,
+  ``max_length``, LoRA): TRL's SFTConfig defaults (``bf16=True`` even on CPU, random order)
+  vs fnsft's (dtype and batching chosen from the hardware, resources from the machine).
+- ``zero2``: fnsft on 2 workers with ZeRO-2 at half the per-worker batch (the same global
+  batch) beside fnsft on 1 worker.
+
+Useful tokens are non-padding tokens; the first 2 steps (warm-up) are excluded.
 """
 
 from __future__ import annotations
@@ -17,98 +24,107 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import plain_training_args, run_fnsft_stage, write_result  # noqa: E402
+from common import (REPO, SMOLLM2, TINY, alternate, default_training_args, first_lines,  # noqa: E402
+                    fnsft_threads, plain_training_args, run_fnsft_stage, run_trl_trainer, start_ray,
+                    write_result)
 
-MODEL = "builtin:smollm2-135m-instruct"
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "sample_data.jsonl")
+DATA = os.path.join(REPO, "examples", "sample_data.jsonl")
+LR = 2e-4
+LORA = {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
 
 
-def rows(n: int):
+def trl_rows(data: str) -> list[dict]:
+    """The examples exactly as the fnsft stage hands them to its workers."""
     from fnsft.data.files import load_rows
     from fnsft.data.formats import to_prompt_completion
 
-    return [to_prompt_completion(r, "alpaca") for r in load_rows(DATA).to_list()[:n]]
+    return [to_prompt_completion(r, "alpaca") for r in load_rows(data).to_list()]
 
 
-def run_trl(model_dir: str, mode: str, a) -> dict:
+def run_trl(model_dir: str, data: str, a, defaults: bool) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from fnsft.distributed.hf_worker import throughput_meter
-
+    torch.set_num_threads(fnsft_threads())
     torch.manual_seed(0)
     out = tempfile.mkdtemp(prefix="trl_sft_")
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                      task_type="CAUSAL_LM") if mode == "lora" else None
-    cfg = SFTConfig(**plain_training_args(out, a.steps, a.batch, 2e-4), max_length=a.max_length)
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows(a.steps * a.batch)),
-                         processing_class=tok, peft_config=peft)
-    metrics: dict = {}
-    trainer.add_callback(throughput_meter(metrics))
-    t0 = time.time()
-    trainer.train()
-    metrics["wall_s"] = time.time() - t0
+    if defaults:  # what from_pretrained gives a user (float32 weights; TRL's bf16=True autocasts)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        args = default_training_args(out, a.steps, a.batch)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        args = plain_training_args(out, a.steps, a.batch, LR, sampling="group_by_length")
+    peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=a.max_length),
+                         train_dataset=Dataset.from_list(trl_rows(data)), processing_class=tok, peft_config=peft)
+    m = run_trl_trainer(trainer)
     shutil.rmtree(out, ignore_errors=True)
-    return metrics
+    return m
 
 
-def run_fnsft(mode: str, a) -> dict:
+def stage_config(data: str, a, defaults: bool, batch: int | None = None) -> dict:
+    cfg = {"dataset_name_or_path": data, "max_steps": a.steps, "per_device_train_batch_size": batch or a.batch,
+           "max_length": a.max_length, **LORA}
+    if not defaults:  # same learning rate and no evaluation/checkpoints, as on the TRL side
+        cfg.update(learning_rate=LR, eval_split=0, save_steps=0, save_intermediate=False, report_to=["none"],
+                   train_sampling_strategy="group_by_length", logging_steps=1)
+    return cfg
+
+
+def run_fnsft(data: str, a, defaults: bool, workers: int = 1) -> dict:
     out = tempfile.mkdtemp(prefix="fnsft_sft_")
-    data = os.path.join(out, "data.jsonl")
-    with open(DATA) as src, open(data, "w") as dst:
-        for i, line in enumerate(src):
-            if i >= a.steps * a.batch:
-                break
-            dst.write(line)
-    return run_fnsft_stage(MODEL, "sft", {
-        "dataset_name_or_path": data, "max_steps": a.steps, "per_device_train_batch_size": a.batch,
-        "learning_rate": 2e-4, "max_length": a.max_length, "eval_split": 0, "save_steps": 0,
-        "save_intermediate": False, "report_to": ["none"], "use_peft": mode == "lora", "logging_steps": 1,
-    }, out)
+    if defaults:
+        return run_fnsft_stage(a.model, "sft", stage_config(data, a, True), out)
+    return run_fnsft_stage(a.model, "sft", stage_config(data, a, False, a.batch // workers), out,
+                           resources={"num_workers": workers}, deepspeed={"zero_stage": 2})
 
 
-def main() -> None:
+def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--model", default=SMOLLM2)
+    p.add_argument("--steps", type=int, default=8, help="optimizer steps per run (one epoch over steps x batch examples)")
+    p.add_argument("--batch", type=int, default=8, help="global batch (the 2-worker run takes half per worker)")
     p.add_argument("--max_length", type=int, default=128)
-    p.add_argument("--modes", nargs="+", default=["lora", "full"])
-    a = p.parse_args()
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--only", nargs="+", default=["equal", "defaults", "zero2"])
+    p.add_argument("--quick", action="store_true", help="the tiny model, few steps: checks the script runs")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.model, a.steps, a.batch, a.max_length = TINY, 5, 4, 64
+    return a
 
-    import ray
 
+def main(argv=None) -> str:
+    a = parse(argv)
     from fnsft.models.builtin import materialize_builtin
 
-    model_dir = materialize_builtin(MODEL)
-    t0 = time.time()
-    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace="fnsft")
-    ray_init_s = time.time() - t0
-    results = {"settings": vars(a), "model": MODEL, "ray_init_s": round(ray_init_s, 2), "modes": {}}
-    for mode in a.modes:
-        fn = run_fnsft(mode, a)
-        trl = run_trl(model_dir, mode, a)
-        ratio = fn["train_tokens_per_second_steady"] / trl["train_tokens_per_second_steady"]
-        results["modes"][mode] = {
-            "trl_tokens_per_s": round(trl["train_tokens_per_second_steady"], 2),
-            "fnsft_tokens_per_s": round(fn["train_tokens_per_second_steady"], 2),
-            "ratio_fnsft_over_trl": round(ratio, 3),
-            "trl_seconds_per_step": round(trl["seconds_per_step_steady"], 3),
-            "fnsft_seconds_per_step": round(fn["seconds_per_step_steady"], 3),
-            "fnsft_startup_s": round(fn["startup_s"], 2),
-            "fnsft_stage_wall_s": round(fn["wall_s"], 2),
-            "trl_train_wall_s": round(trl["wall_s"], 2),
-            "goal_ratio_ge_0.9": ratio >= 0.9,
-            "goal_startup_le_20s": fn["startup_s"] <= 20,
-        }
-    write_result("sft_throughput", results)
+    model_dir = materialize_builtin(a.model)
+    data = first_lines(DATA, os.path.join(tempfile.mkdtemp(prefix="sft_data_"), "data.jsonl"), a.steps * a.batch)
+    results = {"settings": {**vars(a), "examples": a.steps * a.batch, "lora": "r=16 alpha=32 all-linear",
+                            "data": "examples/sample_data.jsonl", "torch_threads": fnsft_threads()},
+               "model": a.model, "ray_init_s": start_ray()}
+    if "equal" in a.only:
+        print("equal settings", flush=True)
+        results["equal"] = alternate({"fnsft": lambda: run_fnsft(data, a, False),
+                                      "trl": lambda: run_trl(model_dir, data, a, False)}, a.rounds)
+    if "defaults" in a.only:
+        print("each tool's defaults", flush=True)
+        results["defaults"] = alternate({"fnsft": lambda: run_fnsft(data, a, True),
+                                         "trl": lambda: run_trl(model_dir, data, a, True)}, a.rounds)
+    if "zero2" in a.only:
+        print("2 workers ZeRO-2 vs 1 worker, same global batch", flush=True)
+        results["zero2"] = alternate({"fnsft_2_workers_zero2": lambda: run_fnsft(data, a, False, workers=2),
+                                      "fnsft_1_worker": lambda: run_fnsft(data, a, False)}, a.rounds)
+    results["goals"] = {
+        "equal_ge_1.0": results.get("equal", {}).get("ratio_fnsft_over_trl", 0) >= 1.0,
+        "defaults_ge_1.3": results.get("defaults", {}).get("ratio_fnsft_over_trl", 0) >= 1.3}
+    return write_result("sft_throughput_quick" if a.quick else "sft_throughput", results)
 
 
 if __name__ == "__main__":

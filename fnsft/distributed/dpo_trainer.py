@@ -84,6 +84,22 @@ def dpo_trainer_class():
                                          new_fingerprint=uuid.uuid4().hex)
             return dataset
 
+        def _get_train_sampler(self, train_dataset=None):
+            return super()._get_train_sampler(self._with_lengths(train_dataset or self.train_dataset))
+
+        def _get_eval_sampler(self, eval_dataset):
+            return super()._get_eval_sampler(self._with_lengths(eval_dataset))
+
+        def _with_lengths(self, dataset):
+            """HF's length-grouped samplers read a ``length`` column or ``input_ids``; a pair's
+            rows are ``prompt_ids`` + ``chosen_ids``/``rejected_ids``, padded to the longer side."""
+            if (self.args.train_sampling_strategy not in ("group_by_length", "batch_rebalance")
+                    or dataset is None or "prompt_ids" not in (dataset.column_names or [])
+                    or self.args.length_column_name in dataset.column_names):
+                return dataset
+            return dataset.add_column(self.args.length_column_name, pair_lengths(dataset, self.args.max_length),
+                                      new_fingerprint=uuid.uuid4().hex)
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
             """TRL's pass, kept in memory on every rank (and skipped by reference-free SimPO).
 
@@ -178,6 +194,15 @@ def dpo_trainer_class():
             super().log(logs, start_time)
 
     return FnsftDPOTrainer
+
+
+def pair_lengths(dataset, max_length: Optional[int]) -> list[int]:
+    """Tokens of each pair's padded row: prompt plus the longer answer (capped at ``max_length``)."""
+    out = []
+    for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"]):
+        n = len(p) + max(len(c), len(r))
+        out.append(min(n, max_length) if max_length else n)
+    return out
 
 
 def build_dpo_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, peft_config):

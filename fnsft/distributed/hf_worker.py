@@ -136,34 +136,6 @@ def _progress_callback(job, rank: int):
     return RayProgress()
 
 
-def throughput_meter(metrics: dict, warmup_steps: int = 2):
-    """Records steady-state train tokens/s (non-padding tokens, all workers) after ``warmup_steps``.
-
-    The benchmarks attach the same meter to a plain TRL trainer, so both sides are measured alike.
-    """
-    from transformers import TrainerCallback
-
-    class ThroughputMeter(TrainerCallback):
-        def __init__(self):
-            self.points: list[tuple[float, int, int]] = []
-
-        def on_train_begin(self, args, state, control, **kw):
-            metrics["train_begin_unix"] = time.time()
-
-        def on_step_end(self, args, state, control, **kw):
-            self.points.append((time.time(), state.global_step, state.num_input_tokens_seen or 0))
-
-        def on_train_end(self, args, state, control, **kw):
-            pts = self.points[warmup_steps:] if len(self.points) > warmup_steps + 1 else self.points
-            if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
-                dt = pts[-1][0] - pts[0][0]
-                metrics["train_tokens_per_second_steady"] = (pts[-1][2] - pts[0][2]) / dt
-                metrics["train_steps_per_second_steady"] = (pts[-1][1] - pts[0][1]) / dt
-                metrics["seconds_per_step_steady"] = dt / (pts[-1][1] - pts[0][1])
-
-    return ThroughputMeter()
-
-
 def _report_callback():
     from transformers import TrainerCallback
 
@@ -216,6 +188,7 @@ def train_worker(config: dict) -> None:
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
     from fnsft.distributed.resume import hf_checkpoint_step, restored_checkpoint
+    from fnsft.distributed.worker_stats import gather_peak_rss, throughput_meter, zero3_init, zero3_load_stats
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
 
@@ -242,8 +215,11 @@ def train_worker(config: dict) -> None:
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
                                getattr(c, "chat_template", None))
+    args = common_training_args(job, out_dir, precision)
+    zero3 = zero3_init(job, args)  # kept alive: from_pretrained/from_config partition as they build
     model = load_for_training(job.model, c, precision, scratch)
     marks("model_load")
+    load_stats = zero3_load_stats(model) if zero3 is not None else {}
     train_ds = Dataset.from_list(ray.get(job.data["train"]))
     eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
     peft_config = lora_config(c) if c.use_peft else None
@@ -252,15 +228,20 @@ def train_worker(config: dict) -> None:
     # transformers 5 reads the TensorBoard folder from the environment.
     os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(c.output_dir, "tensorboard")
     build = import_string(job.builder)
-    args = common_training_args(job, out_dir, precision)
+    batching = job.extra.get("batching")  # fnsft.distributed.batching, chosen by the stage
+    if batching is not None:
+        args.update(batching.trainer_args())
+        if batching.attn_implementation:  # padding-free on a GPU: FlashAttention's varlen kernel
+            model.set_attn_implementation(batching.attn_implementation)
     trainer = build(job=job, model=model, tokenizer=tokenizer, train_dataset=train_ds,
                     eval_dataset=eval_ds, args=args, peft_config=peft_config)
     marks("trainer_init")
     trainer.add_callback(marks_callback(marks))  # before the eval-before-training callback
+    del zero3  # the trainer's own TrainingArguments hold the DeepSpeed config from here
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw metric dicts; our progress lines replace them
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = dict(load_stats)
     trainer.add_callback(throughput_meter(metrics))
     trainer.add_callback(_report_callback())
     trainer.add_callback(_progress_callback(job, rank))
@@ -298,6 +279,8 @@ def train_worker(config: dict) -> None:
         metrics["before_eval_perplexity"] = float(torch.exp(torch.tensor(min(metrics["before_eval_loss"], 50.0))))
     metrics["train_seconds"] = train_seconds
     metrics["global_step"] = trainer.state.global_step
+    metrics["worker_peak_rss_mb"] = gather_peak_rss()  # every rank, in rank order
+    metrics["worker_peak_rss_mb_max"] = max(metrics["worker_peak_rss_mb"])
 
     final_dir = os.path.join(scratch, "trained")
     trainer.save_model(final_dir)  # every rank: ZeRO-3 gathers the partitions here

@@ -1,7 +1,8 @@
 """The SFT stage's trainer, built inside each Ray Train worker (YAML ``stage_configs.sft``).
 
 :func:`build_sft_trainer` is the stage's ``builder`` (see :mod:`fnsft.distributed.hf_worker`):
-TRL's ``SFTTrainer`` configured from :class:`fnsft.stages.sft.SFTConfig`.
+TRL's ``SFTTrainer`` configured from :class:`fnsft.stages.sft.SFTConfig`, batched as
+:mod:`fnsft.distributed.batching` chooses (``padding_free``, ``train_sampling_strategy``).
 """
 
 from __future__ import annotations
@@ -19,5 +20,20 @@ def build_sft_trainer(job, model, tokenizer, train_dataset, eval_dataset, args, 
         completion_only_loss=None if is_text else c.completion_only_loss,
         dataset_text_field="text",
     )
-    return SFTTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=tokenizer, peft_config=peft_config)
+    batching = job.extra.get("batching")
+    if batching is not None and batching.padding_free and not c.packing:
+        use_padding_free(trainer)
+    return trainer
+
+
+def use_padding_free(trainer) -> None:
+    """Switch a built SFTTrainer to padding-free batches (TRL ``padding_free``).
+
+    Built padded first so that TRL truncates the examples to ``max_length`` (it refuses
+    ``padding_free`` with ``max_length`` and no packing, since its collator does not truncate);
+    the collator then concatenates each batch's (already truncated) examples into one row.
+    """
+    trainer.padding_free = True
+    trainer.data_collator.padding_free = True

@@ -88,12 +88,13 @@ class ModelHandle:
         """A directory with exactly these weights, when one exists."""
         return self.path or self.source
 
-    def load_state_dict(self) -> dict:
+    def load_state_dict(self, copy: bool = True) -> dict:
+        """The weights as torch tensors (``copy=False``: read-only views of the object store)."""
         import ray
 
         from fnsft.models.weights import numpy_to_state_dict
 
-        return numpy_to_state_dict(ray.get(self.weights))
+        return numpy_to_state_dict(ray.get(self.weights), copy=copy)
 
     def load(self, dtype: Any = None, **kwargs):
         """The model as a ``transformers`` causal LM (float32 on CPU unless ``dtype``)."""
@@ -113,7 +114,14 @@ class ModelHandle:
         config = AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code)
         model = AutoModelForCausalLM.from_config(
             config, dtype=dtype, trust_remote_code=self.trust_remote_code)
-        model.load_state_dict(self.load_state_dict(), strict=True)
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            # from_config built the model partitioned (deepspeed.zero.Init): fill each layer's
+            # partitions straight from the object store's shared arrays (no per-rank copy).
+            _load_into_zero3(model, self.load_state_dict(copy=False))
+        else:
+            model.load_state_dict(self.load_state_dict(), strict=True)
         gen_dir = self.source
         if os.path.isfile(os.path.join(gen_dir, "generation_config.json")):
             from transformers import GenerationConfig
@@ -135,6 +143,20 @@ class ModelHandle:
             model.save_pretrained(out_dir, safe_serialization=True)
             self.load_tokenizer().save_pretrained(out_dir)
         return out_dir
+
+
+def _load_into_zero3(model, state_dict: dict) -> None:
+    """transformers' ZeRO-3 loader (gathers one layer at a time, rank 0 copies, re-partitions);
+    every weight must be there, as ``load_state_dict(strict=True)`` demands elsewhere."""
+    import warnings
+
+    from transformers.integrations.deepspeed import _load_state_dict_into_zero3_model
+
+    with warnings.catch_warnings():  # the views are read-only; only copies are written
+        warnings.simplefilter("ignore", UserWarning)
+        errors, missing = _load_state_dict_into_zero3_model(model, state_dict)
+    if errors or missing:
+        raise RuntimeError(f"loading weights into the ZeRO-3 model failed: {errors or sorted(missing)}")
 
 
 def _tensor_sums(model) -> list:

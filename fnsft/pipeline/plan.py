@@ -205,6 +205,17 @@ def describe_plan(plan: Plan) -> str:
             if resources:
                 lines.append(f"         resources: {resources}")
             lines.append("         deepspeed: " + describe_deepspeed(ds, res.num_workers))
+            batching = s.stage.batching(_plan_gpu(res)) if hasattr(s.stage, "batching") else None
+            if batching is not None:
+                lines.append(f"         batching: {batching.describe()}")
     for name in plan.unlisted:
         lines.append(f"    -. {name} [not in stages: section checked, not run]")
     return "\n".join(lines)
+
+
+def _plan_gpu(res) -> bool:
+    """Whether a stage will train on GPUs, as far as the plan can tell (``use_gpu: auto``: this
+    machine's GPUs; on a cluster the stage decides from the cluster's)."""
+    from fnsft.distributed.batching import gpu_present
+
+    return res.use_gpu if res.use_gpu is not None else gpu_present()

@@ -77,6 +77,14 @@ class DPOConfig(TrainStageConfig):
         default=False,
         metadata={"help": "Compute the reference log-probs once before training (no reference forward per step; "
                   "with a full fine-tune, no reference copy in memory)."})
+    padding_free: Optional[bool] = field(
+        default=None,
+        metadata={"help": "TRL padding_free; TRL 1.16 disables it for DPO, so only null/false are "
+                  "accepted (pairs are length-grouped instead)."})
+    train_sampling_strategy: Optional[str] = field(
+        default=None,
+        metadata={"help": "HF sampler: random, sequential, group_by_length (batches of similar length: little "
+                  "padding) or batch_rebalance. Default (null): group_by_length unless padding-free."})
     learning_rate: float = field(
         default=5e-6, metadata={"help": "Peak learning rate; DPO wants far less than SFT (full: ~5e-7)."})
 

@@ -47,6 +47,15 @@ class SFTConfig(TrainStageConfig):
     packing: bool = field(default=False, metadata={"help": "Pack several examples per sequence."})
     completion_only_loss: bool = field(
         default=True, metadata={"help": "Loss on completions only (false: on the whole sequence)."})
+    padding_free: Optional[bool] = field(
+        default=None,
+        metadata={"help": "TRL padding_free: concatenate each batch's examples into one row, no padding. Default "
+                  "(null): on where FlashAttention keeps the examples apart (GPU with flash_attn), else off. "
+                  "See docs/performance.md."})
+    train_sampling_strategy: Optional[str] = field(
+        default=None,
+        metadata={"help": "HF sampler: random, sequential, group_by_length (batches of similar length: little "
+                  "padding) or batch_rebalance. Default (null): group_by_length unless padding-free."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training data."})
 
 

@@ -102,7 +102,24 @@ class TrainStage(BaseStage):
             raise ConfigError(f"{self.key}.eval_dataset_path: {c.eval_dataset_path} not found")
         res, ds = self.resources()
         check_deepspeed(ds, self.key)
+        supports = self.supports_padding_free()
+        if supports is not None:
+            from fnsft.distributed.batching import check_batching
+
+            check_batching(c, self.key, supports)
         check_peft_options(c, ds.zero_stage, deepspeed_in_use(ds, res.num_workers), self.key)
+
+    def supports_padding_free(self) -> Optional[bool]:
+        """Whether the stage's TRL trainer can train padding-free (None: not an HF/TRL trainer,
+        so ``padding_free``/``train_sampling_strategy`` do not apply)."""
+        return {"build_sft_trainer": True, "build_dpo_trainer": False}.get(self.builder.rpartition(":")[2])
+
+    def batching(self, on_gpu: bool):
+        """How the stage batches (:mod:`fnsft.distributed.batching`); None for non-TRL stages."""
+        from fnsft.distributed.batching import stage_batching
+
+        supports = self.supports_padding_free()
+        return None if supports is None else stage_batching(self.config, on_gpu, supports)
 
     def resources(self):
         from fnsft.config.schema import PipelineConfig
@@ -209,12 +226,15 @@ class TrainStage(BaseStage):
         log.info("[%s] data: %s; %d worker(s), %s, DeepSpeed %s", self.stage_name, sizes, res.num_workers,
                  "GPU" if use_gpu else "CPU", describe_deepspeed(ds, res.num_workers))
         pipeline_dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
+        batching = self.batching(use_gpu)
+        if batching is not None:
+            log.info("[%s] batching: %s", self.stage_name, batching.describe())
         job = TrainJob(
             stage_name=self.stage_name, stage_config=self.config, model=model,
             data={k: ray.put(v) for k, v in data.items()}, builder=self.builder,
             deepspeed=build_deepspeed_config(ds, use_gpu, res.num_workers), use_gpu=use_gpu,
             torch_dtype=pipeline_dtype, store=get_handoff_store(),
-            extra={"tty": sys.stdout.isatty()},
+            extra={"tty": sys.stdout.isatty(), "batching": batching},
         )
         driver_s = time.time() - started  # placement check, data read and put in the object store
         out = self.run_job(job, train_worker, res, ds)
@@ -228,8 +248,23 @@ class TrainStage(BaseStage):
         strategy = (f"deepspeed-zero{ds.zero_stage}" if job.deepspeed is not None
                     else "torch" + (" (DDP)" if res.num_workers > 1 else ""))
         metrics = {**info, "strategy": strategy, **out["metrics"]}
+        if batching is not None:
+            metrics["batching"] = batching.describe()
+        log_throughput_and_memory(self.stage_name, metrics)
         return StageResult(model=handle, tokenizer=tokenizer, metrics=metrics,
                            artifacts=out.get("artifacts", {}), model_path=path, timings=out["timings"])
+
+
+def log_throughput_and_memory(stage_name: str, metrics: dict) -> None:
+    """Add the driver's peak RSS to ``metrics`` and log the stage's useful tokens/s and memory."""
+    from fnsft.utils.memory import peak_rss_mb
+
+    metrics["driver_peak_rss_mb"] = peak_rss_mb()  # the driver process's peak so far
+    workers = "/".join(f"{m:.0f}" for m in metrics.get("worker_peak_rss_mb", []))
+    if "useful_tokens_per_second" in metrics:
+        log.info("[%s] %.1f useful (non-padding) tokens/s (%d tokens, %d steps); peak RSS: driver %.0f MiB, "
+                 "worker(s) %s MiB", stage_name, metrics["useful_tokens_per_second"], metrics.get("useful_tokens", 0),
+                 metrics.get("global_step", 0), metrics["driver_peak_rss_mb"], workers or "?")
 
 
 def _fingerprint(*parts: Any) -> str:

@@ -1,0 +1,31 @@
+"""The throughput benchmarks run end to end (``--quick``: the tiny model, one round), so the
+scripts cannot rot. Speed itself is never asserted here (benchmarks/results hold the figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fnsft.testing import REPO
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["sft_throughput", "dpo_throughput"])
+def test_benchmark_quick_runs_every_comparison(tmp_path, script):
+    env = {**os.environ, "FNSFT_BENCHMARK_RESULTS": str(tmp_path), "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", f"{script}.py"), "--quick",
+                           "--rounds", "1"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.load(open(tmp_path / f"{script}_quick.json"))
+    for name, sides in (("equal", ("fnsft", "trl")), ("defaults", ("fnsft", "trl")),
+                        ("zero2", ("fnsft_2_workers_zero2", "fnsft_1_worker"))):
+        for side in sides:
+            assert result[name][side]["useful_tokens_per_s"] > 0, (name, side)
+            assert len(result[name][side]["runs"]) == 1
+        assert result[name][f"ratio_{sides[0]}_over_{sides[1]}"] > 0
+    assert result["machine"]["cpus"] and result["settings"]["quick"] is True
