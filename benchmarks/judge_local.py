@@ -55,7 +55,7 @@ def pool(model_dir: str, prompts: list[str], answers: list[str], replicas: int) 
 
     from fnsft.judges import JudgeSettings, build_judge
 
-    ray.init(num_cpus=max(2, replicas), include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=max(2, replicas), include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         s = JudgeSettings(type="local", kind="pointwise", score_range=[1, 9], model_name_or_path=model_dir,
                           num_replicas=replicas, num_cpus=1, batch_size=16)
