@@ -81,8 +81,13 @@ def main() -> None:
 
     model_dir = resolve_model_path(args.model)
     prompts, answers = items(args.n)
-    hf = plain_hf(model_dir, prompts, answers)
-    ours = pool(model_dir, prompts, answers, args.replicas)
+    import os
+
+    hf = {"loadavg_start": list(os.getloadavg())}
+    hf.update(plain_hf(model_dir, prompts, answers))
+    ours = {"loadavg_start": list(os.getloadavg())}
+    ours.update(pool(model_dir, prompts, answers, args.replicas))
+    ours["loadavg_end"] = list(os.getloadavg())
     write_result("judge_local", {"model": args.model, "judgements": args.n, "plain_hf_generate_loop": hf,
                                  "fnsft_local_judge_pool": ours,
                                  "speedup": ours["judgements_per_s"] / hf["judgements_per_s"]})
