@@ -83,6 +83,10 @@ def plain_sft(model_dir: str, rows: list[dict], stage: dict) -> tuple:
     return trainer.model.merge_and_unload(), tok, seconds
 
 
+def _load() -> list[float]:
+    return [round(x, 1) for x in os.getloadavg()]
+
+
 def part_accuracy(a) -> None:
     from fnsft.data.cot_format import student_rows
     from fnsft.data.reasoning import load_reasoning_rows
@@ -96,29 +100,39 @@ def part_accuracy(a) -> None:
     if a.steps:
         stage["max_steps"] = a.steps
     os.chdir(REPO)
+    held = load_reasoning_rows(stage["eval_dataset_path"])
+    doc = {"config": "configs/cot_distillation.yaml", "steps": stage["max_steps"],
+           "learning_rate": float(stage["learning_rate"]), "lora_r": stage["lora_r"],
+           "batch": stage["per_device_train_batch_size"], "eval_questions": len(held), "results": {}}
+    results = doc["results"]
+    load0 = _load()
     t0 = time.time()
     summary = Pipeline.from_dict(cfg).run()
     fnsft_s = time.time() - t0
-    m = summary["stages"]["cot_distillation"]["metrics"]
-    records = os.path.join(summary["stages"]["cot_distillation"]["output_dir"], "rationales.jsonl")
+    res = summary["stages"]["cot_distillation"]
+    m = res["metrics"]
+    records = os.path.join(res["output_dir"], "rationales.jsonl")
     kept = [r for r in map(json.loads, open(records)) if r["verdict"] == "kept"]
-    held = load_reasoning_rows(stage["eval_dataset_path"])
     model_dir = resolve_model_path(cfg["model_name_or_path"])
+    results["fnsft_cot"] = {
+        "accuracy_before": m.get("student_accuracy_before"), "accuracy_after": m.get("student_accuracy_after"),
+        "correct_before": round(m.get("student_accuracy_before", 0) * len(held)),
+        "correct_after": round(m.get("student_accuracy_after", 0) * len(held)),
+        "kept_rationales": m.get("kept_rationales"), "wall_s": round(fnsft_s, 1), "stage_s": round(res["seconds"], 1),
+        "train_s": round(m.get("train_runtime", 0), 1), "loadavg_start": load0, "loadavg_end": _load()}
+    write_result("cot_distillation_accuracy", doc)  # after each arm: a cut-short run keeps what it measured
     cot_rows = [x for r in kept for x in student_rows(r["question"], r["text"], r["extracted_answer"])]
     label_rows = [{"prompt": [{"role": "user", "content": r["question"]}],
                    "completion": [{"role": "assistant", "content": f"#### {r['extracted_answer']}"}]} for r in kept]
-    results = {"fnsft_cot": {"accuracy_before": m.get("student_accuracy_before"),
-                             "accuracy_after": m.get("student_accuracy_after"), "wall_s": round(fnsft_s, 1),
-                             "kept_rationales": m.get("kept_rationales")}}
     for name, rows in (("trl_sft_same_rationales", cot_rows), ("label_only_sft", label_rows)):
+        load0 = _load()
         model, tok, seconds = plain_sft(model_dir, rows, stage)
-        results[name] = {"accuracy_after": greedy_accuracy(model, tok, held, stage["eval_max_new_tokens"]),
-                         "train_s": round(seconds, 1)}
+        acc = greedy_accuracy(model, tok, held, stage["eval_max_new_tokens"])
+        results[name] = {"accuracy_after": acc, "correct_after": round(acc * len(held)), "train_rows": len(rows),
+                         "train_s": round(seconds, 1), "loadavg_start": load0, "loadavg_end": _load()}
         del model
+        write_result("cot_distillation_accuracy", doc)
     shutil.rmtree(out, ignore_errors=True)
-    write_result("cot_distillation_accuracy", {"config": "configs/cot_distillation.yaml",
-                                               "steps": stage["max_steps"], "eval_questions": len(held),
-                                               "results": results})
 
 
 def part_teacher(a) -> None:
@@ -135,7 +149,7 @@ def part_teacher(a) -> None:
     model_dir = resolve_model_path("builtin:smollm2-135m-instruct")
     rows = load_reasoning_rows(os.path.join(REPO, "examples", "reasoning", "train.jsonl"))[:a.questions]
     questions = [r["question"] for r in rows]
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1")
     teacher = LocalTeacher(model_dir, resources=RoleResources(num_replicas=a.replicas, num_cpus=1),
                            batch_size=a.questions)
     teacher.start()

@@ -55,7 +55,7 @@ def pool(model_dir: str, prompts: list[str], answers: list[str], replicas: int) 
 
     from fnsft.judges import JudgeSettings, build_judge
 
-    ray.init(num_cpus=max(2, replicas), include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=max(2, replicas), include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         s = JudgeSettings(type="local", kind="pointwise", score_range=[1, 9], model_name_or_path=model_dir,
                           num_replicas=replicas, num_cpus=1, batch_size=16)
@@ -81,8 +81,13 @@ def main() -> None:
 
     model_dir = resolve_model_path(args.model)
     prompts, answers = items(args.n)
-    hf = plain_hf(model_dir, prompts, answers)
-    ours = pool(model_dir, prompts, answers, args.replicas)
+    import os
+
+    hf = {"loadavg_start": list(os.getloadavg())}
+    hf.update(plain_hf(model_dir, prompts, answers))
+    ours = {"loadavg_start": list(os.getloadavg())}
+    ours.update(pool(model_dir, prompts, answers, args.replicas))
+    ours["loadavg_end"] = list(os.getloadavg())
     write_result("judge_local", {"model": args.model, "judgements": args.n, "plain_hf_generate_loop": hf,
                                  "fnsft_local_judge_pool": ours,
                                  "speedup": ours["judgements_per_s"] / hf["judgements_per_s"]})

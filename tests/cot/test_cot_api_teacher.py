@@ -92,3 +92,60 @@ def test_api_teacher_against_real_vllm_server(tmp_path, request):
     res2 = distill(again, rows, s, str(tmp_path))
     assert again.stats().get("calls", 0) == 0 and res2.metrics["teacher_samples_asked"] == 0
     again.close()
+
+
+_KILLABLE_RUN = """
+import json, sys
+from fnsft.data.reasoning import load_reasoning_rows
+from fnsft.teachers.api import ApiTeacher
+from fnsft.teachers.distill_data import DistillSettings, distill
+rows = load_reasoning_rows(sys.argv[1])[:int(sys.argv[2])]
+t = ApiTeacher(sys.argv[3], base_url=sys.argv[4], settings={"max_concurrency": 1}, cache_dir=sys.argv[5],
+               in_process=True)
+distill(t, rows, DistillSettings(num_samples_per_question=1, max_new_tokens=48), sys.argv[5])
+"""
+
+
+@pytest.mark.slow
+def test_api_teacher_killed_after_k_of_n_against_real_vllm_rerun_asks_n_minus_k(tmp_path, request):
+    """A run against vLLM on 127.0.0.1 is SIGKILLed after k of N questions were answered; the
+    rerun pays for exactly N - k calls (the client's cache keeps every answer it paid for, even
+    inside a batch the teacher cache had not written yet)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    try:
+        server = request.getfixturevalue("vllm_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("no vllm_server fixture in this checkout")
+    n_questions = 8
+    train = os.path.join(EXAMPLES, "train.jsonl")
+    api_cache = tmp_path / "api_cache.jsonl"
+    from fnsft.testing import REPO
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE_RUN, train, str(n_questions), server.model,
+                             server.base_url, str(tmp_path)], env=env)
+    deadline = time.time() + 600
+    try:
+        # one request at a time (max_concurrency 1): kill once 3 answers are on disk, mid-batch
+        while time.time() < deadline and proc.poll() is None:
+            if api_cache.exists() and sum(1 for _ in open(api_cache)) >= 3:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the first run finished before it could be killed"
+    k = sum(1 for line in open(api_cache) if line.strip())
+    assert 3 <= k < n_questions
+    rows = load_reasoning_rows(train)[:n_questions]
+    again = ApiTeacher(server.model, base_url=server.base_url, settings={"max_concurrency": 1},
+                       cache_dir=str(tmp_path), in_process=True)
+    res = distill(again, rows, DistillSettings(num_samples_per_question=1, max_new_tokens=48), str(tmp_path))
+    stats = again.stats()
+    again.close()
+    assert stats["calls"] == n_questions - k and stats["cache_hits"] == k, (k, stats)
+    assert len(res.records) == n_questions and all(r["text"] for r in res.records)

@@ -74,3 +74,21 @@ def test_guide_example2_reasoning_pipeline(tmp_path, ray_session):
     assert m["kept_rationales"] == 24 and m["teacher_accuracy"] == 1.0 and "student_accuracy_after" in m
     records = os.path.join(summary["stages"]["cot_distillation"]["output_dir"], "rationales.jsonl")
     assert sum(1 for _ in open(records)) == 24
+
+
+@pytest.mark.slow
+def test_tiny_student_learns_two_task_format(tmp_path, ray_session):
+    """output_format: two_task (distilling step-by-step): each kept rationale makes a
+    ``[rationale] q`` and an ``[answer] q`` example; the student is asked ``[answer] q`` and its
+    first line is read as the answer."""
+    summary = Pipeline.from_dict(tiny_cot_config(tmp_path, output_format="two_task")).run()
+    stage = summary["stages"]["cot_distillation"]
+    m = stage["metrics"]
+    assert m["kept_rationales"] == 48 and m["student_train_rows"] == 96, m  # two tasks per rationale
+    assert m["student_accuracy_before"] == 0.0
+    assert m["student_accuracy_after"] >= 0.75, m
+    out = os.path.dirname(stage["model_path"])
+    after = [json.loads(line) for line in open(os.path.join(out, "eval_after.jsonl"))]
+    right = [r for r in after if r["correct"]]
+    # the answer is the completion's first line, not a '####' line after a rationale
+    assert right and all(r["completion"].strip().splitlines()[0].strip() == r["gold_answer"] for r in right), right[:2]
