@@ -78,8 +78,6 @@ def log_stage_config_to_wandb(trainer, stage_name: str, settings: dict) -> None:
 
 def release_wandb_run() -> None:
     """Finish this worker's W&B run, if it has one (flushes it before Ray ends the process)."""
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+    wandb = sys.modules.get("wandb")  # None too when fnsft.utils.imports marked it unused
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
