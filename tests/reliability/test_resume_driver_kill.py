@@ -21,8 +21,10 @@ from fnsft.testing import EXAMPLES, TINY, kill_driver_after_checkpoint, start_pi
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
-SFT_STEPS, SFT_SAVE = 24, 8
-RL_ITERS, RL_SAVE = 6, 2
+# Long enough that the kill (after the first registered checkpoint: a Train controller poll,
+# 0.5 s, plus this test's 0.5 s poll) lands mid-stage: 24 tiny steps finished inside that window.
+SFT_STEPS, SFT_SAVE = 96, 8
+RL_ITERS, RL_SAVE = 10, 2
 
 
 def _config(tmp_path) -> str:
