@@ -8,6 +8,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 from fnsft.distributed.startup_marks import phase_seconds
 from fnsft.utils.imports import needed_integrations
 
@@ -44,6 +46,7 @@ def _worker(report_to: str, four_bit: bool) -> dict:
     return json.loads(line[0][len("RESULT "):])
 
 
+@pytest.mark.slow  # a fresh Python importing torch/transformers/TRL/PEFT: ≈7 s each
 def test_worker_skips_unused_integrations_and_still_trains_lora():
     res = _worker("", four_bit=False)
     assert res["skipped"] == ["wandb", "mlflow", "bitsandbytes"]
@@ -51,6 +54,7 @@ def test_worker_skips_unused_integrations_and_still_trains_lora():
     assert res["finite"]  # a LoRA model still builds and back-propagates
 
 
+@pytest.mark.slow  # a fresh Python importing torch/transformers/TRL/PEFT: ≈7 s each
 def test_worker_keeps_what_the_stage_asks_for():
     res = _worker("mlflow,tensorboard", four_bit=True)
     assert res["skipped"] == ["wandb"]

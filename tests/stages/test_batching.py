@@ -160,6 +160,7 @@ def _same_losses(a: dict, b: dict) -> None:
     assert worst < 1e-5, worst
 
 
+@pytest.mark.slow  # builds TRL trainers on the tiny model: ≈1 s each (the fast run stays under a minute)
 def test_sft_default_batches_keep_each_loss_with_far_less_padding(tmp_path, tiny_model_dir):
     grouped = _trainer(tmp_path, "sft", GROUPED, tiny_model_dir)
     assert type(grouped._get_train_sampler()).__name__ == "LengthGroupedSampler"
@@ -171,6 +172,7 @@ def test_sft_default_batches_keep_each_loss_with_far_less_padding(tmp_path, tiny
     assert pad < 0.25 * ref_pad, (pad, ref_pad, real)
 
 
+@pytest.mark.slow  # builds TRL trainers on the tiny model: ≈1 s each (the fast run stays under a minute)
 def test_dpo_default_batches_keep_each_pair_loss_with_far_less_padding(tmp_path, tiny_model_dir):
     grouped = _trainer(tmp_path, "dpo", GROUPED, tiny_model_dir)
     losses, pad, real = dpo_pair_losses(grouped)
@@ -180,6 +182,7 @@ def test_dpo_default_batches_keep_each_pair_loss_with_far_less_padding(tmp_path,
     assert pad < 0.5 * ref_pad, (pad, ref_pad, real)
 
 
+@pytest.mark.slow  # builds TRL trainers on the tiny model: ≈1 s each (the fast run stays under a minute)
 def test_padding_free_on_cpu_keeps_each_loss(tmp_path, tiny_model_dir):
     """padding_free: true (the user's override) on CPU: no padding computed, and transformers
     keeps the concatenated examples apart (a mask from position_ids, no KV cache in training)."""

@@ -14,7 +14,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from fnsft.testing import REPO
+
+pytestmark = pytest.mark.slow  # a fresh Python with DeepSpeed's ZeRO-3 init: ≈8 s
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys, types
