@@ -172,3 +172,21 @@ def start_ray():
     t0 = time.time()
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace="fnsft")
     return round(time.time() - t0, 2)
+
+
+def compare(results: dict, only: list[str], rounds: int, run_fnsft: Callable[..., dict],
+            run_trl: Callable[[bool], dict]) -> dict:
+    """The three comparisons of the SFT/DPO benchmarks, each alternating its sides for ``rounds``:
+    ``equal`` settings, each tool's ``defaults``, and ``zero2`` (2 workers vs 1, same global batch).
+    ``run_fnsft(defaults, workers=1)`` and ``run_trl(defaults)`` run one side once."""
+    if "equal" in only:
+        print("equal settings", flush=True)
+        results["equal"] = alternate({"fnsft": lambda: run_fnsft(False), "trl": lambda: run_trl(False)}, rounds)
+    if "defaults" in only:
+        print("each tool's defaults", flush=True)
+        results["defaults"] = alternate({"fnsft": lambda: run_fnsft(True), "trl": lambda: run_trl(True)}, rounds)
+    if "zero2" in only:
+        print("2 workers ZeRO-2 vs 1 worker, same global batch", flush=True)
+        results["zero2"] = alternate({"fnsft_2_workers_zero2": lambda: run_fnsft(False, workers=2),
+                                      "fnsft_1_worker": lambda: run_fnsft(False)}, rounds)
+    return results

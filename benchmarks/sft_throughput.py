@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (REPO, SMOLLM2, TINY, alternate, default_training_args, first_lines,  # noqa: E402
+from common import (REPO, SMOLLM2, TINY, compare, default_training_args, first_lines,  # noqa: E402
                     fnsft_threads, plain_training_args, run_fnsft_stage, run_trl_trainer, start_ray,
                     write_result)
 
@@ -109,18 +109,8 @@ def main(argv=None) -> str:
     results = {"settings": {**vars(a), "examples": a.steps * a.batch, "lora": "r=16 alpha=32 all-linear",
                             "data": "examples/sample_data.jsonl", "torch_threads": fnsft_threads()},
                "model": a.model, "ray_init_s": start_ray()}
-    if "equal" in a.only:
-        print("equal settings", flush=True)
-        results["equal"] = alternate({"fnsft": lambda: run_fnsft(data, a, False),
-                                      "trl": lambda: run_trl(model_dir, data, a, False)}, a.rounds)
-    if "defaults" in a.only:
-        print("each tool's defaults", flush=True)
-        results["defaults"] = alternate({"fnsft": lambda: run_fnsft(data, a, True),
-                                         "trl": lambda: run_trl(model_dir, data, a, True)}, a.rounds)
-    if "zero2" in a.only:
-        print("2 workers ZeRO-2 vs 1 worker, same global batch", flush=True)
-        results["zero2"] = alternate({"fnsft_2_workers_zero2": lambda: run_fnsft(data, a, False, workers=2),
-                                      "fnsft_1_worker": lambda: run_fnsft(data, a, False)}, a.rounds)
+    compare(results, a.only, a.rounds, lambda defaults, workers=1: run_fnsft(data, a, defaults, workers=workers),
+            lambda defaults: run_trl(model_dir, data, a, defaults))
     results["goals"] = {
         "equal_ge_1.0": results.get("equal", {}).get("ratio_fnsft_over_trl", 0) >= 1.0,
         "defaults_ge_1.3": results.get("defaults", {}).get("ratio_fnsft_over_trl", 0) >= 1.3}
