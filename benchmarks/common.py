@@ -190,3 +190,21 @@ def compare(results: dict, only: list[str], rounds: int, run_fnsft: Callable[...
         results["zero2"] = alternate({"fnsft_2_workers_zero2": lambda: run_fnsft(False, workers=2),
                                       "fnsft_1_worker": lambda: run_fnsft(False)}, rounds)
     return results
+
+
+def parse_throughput_args(argv, description: str, batch: int, steps_help: str, batch_help: str):
+    """The SFT/DPO benchmarks' command line; ``--quick``: the tiny model, a few steps (checks the script runs)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default=SMOLLM2)
+    p.add_argument("--steps", type=int, default=8, help=steps_help)
+    p.add_argument("--batch", type=int, default=batch, help=batch_help)
+    p.add_argument("--max_length", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--only", nargs="+", default=["equal", "defaults", "zero2"])
+    p.add_argument("--quick", action="store_true", help="the tiny model, few steps: checks the script runs")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.model, a.steps, a.batch, a.max_length = TINY, 5, 4, 64
+    return a

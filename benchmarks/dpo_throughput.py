@@ -14,14 +14,13 @@ median of ``--rounds``. Useful tokens are the non-padding tokens of the chosen a
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (REPO, SMOLLM2, TINY, compare, default_training_args, first_lines,  # noqa: E402
+from common import (REPO, compare, default_training_args, first_lines, parse_throughput_args,  # noqa: E402
                     fnsft_threads, plain_training_args, run_fnsft_stage, run_trl_trainer, start_ray,
                     write_result)
 
@@ -95,18 +94,8 @@ def run_fnsft(data: str, a, defaults: bool, workers: int = 1) -> dict:
 
 
 def parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=SMOLLM2)
-    p.add_argument("--steps", type=int, default=8, help="optimizer steps per run (first 2 are warm-up)")
-    p.add_argument("--batch", type=int, default=4, help="global pairs per step (2 workers: half each)")
-    p.add_argument("--max_length", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--only", nargs="+", default=["equal", "defaults", "zero2"])
-    p.add_argument("--quick", action="store_true", help="the tiny model, few steps: checks the script runs")
-    a = p.parse_args(argv)
-    if a.quick:
-        a.model, a.steps, a.batch, a.max_length = TINY, 5, 4, 64
-    return a
+    return parse_throughput_args(argv, __doc__.splitlines()[0], 4, "optimizer steps per run (first 2 are warm-up)",
+                                 "global pairs per step (2 workers: half each)")
 
 
 def main(argv=None) -> str:
