@@ -5,9 +5,12 @@
 
 ``accuracy``: held-out exact-match accuracy (60 shipped word problems, greedy, the bare question)
 of (1) the student before training, (2) after fnsft's ``cot_distillation`` stage from
-``configs/cot_distillation.yaml``, (3) after a plain TRL ``SFTTrainer`` on the same kept
-rationales with the same settings (LoRA r16, lr, steps, batch, max_length, float32), and (4) after
-a label-only SFT (question -> ``#### answer``) with the same settings. All are read the same way.
+``configs/cot_distillation.yaml`` (``--arms fnsft``), (3) after a plain TRL ``SFTTrainer`` on the
+same kept rationales with the same settings (LoRA r16, lr, steps, batch, max_length, float32, seed
+42 and the stage's CPU batching, length-grouped; ``trl``), (3b) the same with TRL's random batch
+order (``trl_random``), and (4) after a label-only SFT (question -> ``#### answer``) with the same
+settings (``label``). The TRL arms are read by this script's greedy reader; the fnsft model is read
+by the stage and again by that reader. ``--arms ... --merge`` adds arms to an earlier result file.
 
 ``teacher``: rationales per second of a local SmolLM2 teacher: fnsft's actor pool
 (``teacher_resources.num_replicas`` actors of 1 CPU) vs plain HF ``generate`` in one process,
@@ -27,7 +30,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import plain_training_args, write_result  # noqa: E402
+from common import RESULTS, plain_training_args, write_result  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cot_distillation.yaml")
@@ -59,21 +62,22 @@ def greedy_accuracy(model, tok, rows: list[dict], max_new_tokens: int, batch: in
     return correct / len(rows)
 
 
-def plain_sft(model_dir: str, rows: list[dict], stage: dict) -> tuple:
+def plain_sft(model_dir: str, rows: list[dict], stage: dict, sampling: str, seed: int) -> tuple:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     out = tempfile.mkdtemp(prefix="trl_cot_")
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     peft = LoraConfig(r=stage["lora_r"], lora_alpha=stage["lora_alpha"], lora_dropout=0.05,
                       target_modules="all-linear", task_type="CAUSAL_LM")
-    args = plain_training_args(out, stage["max_steps"], stage["per_device_train_batch_size"], float(stage["learning_rate"]))
-    args.update(lr_scheduler_type="linear", warmup_steps=0, optim="adamw_torch")
+    args = plain_training_args(out, stage["max_steps"], stage["per_device_train_batch_size"], float(stage["learning_rate"]),
+                               sampling=sampling)
+    args.update(lr_scheduler_type="linear", warmup_steps=0, optim="adamw_torch", seed=seed)
     trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=stage["max_length"]),
                          train_dataset=Dataset.from_list(rows), processing_class=tok, peft_config=peft)
     t0 = time.time()
@@ -85,6 +89,31 @@ def plain_sft(model_dir: str, rows: list[dict], stage: dict) -> tuple:
 
 def _load() -> list[float]:
     return [round(x, 1) for x in os.getloadavg()]
+
+
+ARMS = ("fnsft", "trl", "trl_random", "label")
+
+
+def _kept_rationales(records, cfg: dict) -> list[dict]:
+    """The kept rationales: from the fnsft run's records, or (its arm not run) asked again of the
+    shipped function teacher (deterministic) through the stage's own distil-and-verify step."""
+    if records is None:
+        from fnsft.stages.cot_distillation import CoTDistillationConfig
+        from fnsft.teachers.distill_data import distill, settings_from
+        from fnsft.teachers.factory import make_teacher
+
+        from fnsft.data.reasoning import load_reasoning_rows
+
+        stage = dict(cfg["stage_configs"]["cot_distillation"], output_dir=tempfile.mkdtemp(prefix="cot_teacher_"))
+        c = CoTDistillationConfig(**stage)
+        teacher = make_teacher(c)
+        try:
+            kept = distill(teacher, load_reasoning_rows(c.reasoning_dataset_path), settings_from(c), c.output_dir).kept
+        finally:
+            teacher.close()
+        shutil.rmtree(c.output_dir, ignore_errors=True)
+        return kept
+    return [r for r in map(json.loads, open(records)) if r["verdict"] == "kept"]
 
 
 def part_accuracy(a) -> None:
@@ -101,35 +130,57 @@ def part_accuracy(a) -> None:
         stage["max_steps"] = a.steps
     os.chdir(REPO)
     held = load_reasoning_rows(stage["eval_dataset_path"])
+    model_dir = resolve_model_path(cfg["model_name_or_path"])
     doc = {"config": "configs/cot_distillation.yaml", "steps": stage["max_steps"],
            "learning_rate": float(stage["learning_rate"]), "lora_r": stage["lora_r"],
            "batch": stage["per_device_train_batch_size"], "eval_questions": len(held), "results": {}}
+    path = os.path.join(RESULTS, "cot_distillation_accuracy.json")
+    if a.merge and os.path.exists(path):  # add arms to an earlier run's results
+        with open(path) as f:
+            doc["results"] = json.load(f).get("results", {})
     results = doc["results"]
-    load0 = _load()
-    t0 = time.time()
-    summary = Pipeline.from_dict(cfg).run()
-    fnsft_s = time.time() - t0
-    res = summary["stages"]["cot_distillation"]
-    m = res["metrics"]
-    records = os.path.join(res["output_dir"], "rationales.jsonl")
-    kept = [r for r in map(json.loads, open(records)) if r["verdict"] == "kept"]
-    model_dir = resolve_model_path(cfg["model_name_or_path"])
-    results["fnsft_cot"] = {
-        "accuracy_before": m.get("student_accuracy_before"), "accuracy_after": m.get("student_accuracy_after"),
-        "correct_before": round(m.get("student_accuracy_before", 0) * len(held)),
-        "correct_after": round(m.get("student_accuracy_after", 0) * len(held)),
-        "kept_rationales": m.get("kept_rationales"), "wall_s": round(fnsft_s, 1), "stage_s": round(res["seconds"], 1),
-        "train_s": round(m.get("train_runtime", 0), 1), "loadavg_start": load0, "loadavg_end": _load()}
-    write_result("cot_distillation_accuracy", doc)  # after each arm: a cut-short run keeps what it measured
+    # The stage's own settings: seed 42 and, on a CPU, length-grouped batches (fnsft.distributed.batching).
+    seed, sampling = 42, "group_by_length"
+    if "fnsft" in a.arms:
+        load0 = _load()
+        t0 = time.time()
+        summary = Pipeline.from_dict(cfg).run()
+        fnsft_s = time.time() - t0
+        res = summary["stages"]["cot_distillation"]
+        m = res["metrics"]
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        final = res["model_path"]  # the stage's trained model, read again with this script's reader (as the TRL arms)
+        same_reader = greedy_accuracy(AutoModelForCausalLM.from_pretrained(final), AutoTokenizer.from_pretrained(final),
+                                      held, stage["eval_max_new_tokens"])
+        results["fnsft_cot"] = {
+            "accuracy_before": m.get("student_accuracy_before"), "accuracy_after": m.get("student_accuracy_after"),
+            "correct_before": round(m.get("student_accuracy_before", 0) * len(held)),
+            "correct_after": round(m.get("student_accuracy_after", 0) * len(held)),
+            "accuracy_after_script_reader": same_reader, "batching": m.get("batching"), "seed": seed,
+            "kept_rationales": m.get("kept_rationales"), "wall_s": round(fnsft_s, 1), "stage_s": round(res["seconds"], 1),
+            "train_s": round(m.get("train_runtime", 0), 1), "loadavg_start": load0, "loadavg_end": _load()}
+        write_result("cot_distillation_accuracy", doc)  # after each arm: a cut-short run keeps what it measured
+        records = os.path.join(res["output_dir"], "rationales.jsonl")
+    else:
+        records = None
+    kept = _kept_rationales(records, cfg)
     cot_rows = [x for r in kept for x in student_rows(r["question"], r["text"], r["extracted_answer"])]
     label_rows = [{"prompt": [{"role": "user", "content": r["question"]}],
                    "completion": [{"role": "assistant", "content": f"#### {r['extracted_answer']}"}]} for r in kept]
-    for name, rows in (("trl_sft_same_rationales", cot_rows), ("label_only_sft", label_rows)):
+    arms = {"trl": ("trl_sft_same_rationales", cot_rows, sampling),
+            "trl_random": ("trl_sft_same_rationales_random_order", cot_rows, "random"),
+            "label": ("label_only_sft", label_rows, sampling)}
+    for arm in a.arms:
+        if arm == "fnsft":
+            continue
+        name, rows, order = arms[arm]
         load0 = _load()
-        model, tok, seconds = plain_sft(model_dir, rows, stage)
+        model, tok, seconds = plain_sft(model_dir, rows, stage, order, seed)
         acc = greedy_accuracy(model, tok, held, stage["eval_max_new_tokens"])
         results[name] = {"accuracy_after": acc, "correct_after": round(acc * len(held)), "train_rows": len(rows),
-                         "train_s": round(seconds, 1), "loadavg_start": load0, "loadavg_end": _load()}
+                         "sampling": order, "seed": seed, "train_s": round(seconds, 1), "loadavg_start": load0,
+                         "loadavg_end": _load()}
         del model
         write_result("cot_distillation_accuracy", doc)
     shutil.rmtree(out, ignore_errors=True)
@@ -184,6 +235,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["accuracy", "teacher"], required=True)
     p.add_argument("--steps", type=int, default=0, help="accuracy: override the config's max_steps")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                   help="accuracy: fnsft (the stage), trl (same settings), trl_random (TRL's random order), label")
+    p.add_argument("--merge", action="store_true", help="accuracy: keep the other arms of an earlier result file")
     p.add_argument("--questions", type=int, default=16)
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--max_new_tokens", type=int, default=96)

@@ -88,7 +88,9 @@ class CoTDistillationConfig(TrainStageConfig):
     eval_split: float = field(
         default=0.1, metadata={"help": "Share of the questions held out for the accuracy eval (no teacher data)."})
     eval_max_new_tokens: int = field(default=128, metadata={"help": "Student answer length at evaluation."})
-    eval_num_cpus: float = field(default=1.0, metadata={"help": "CPUs of the student's evaluation actor."})
+    eval_num_cpus: Optional[float] = field(
+        default=None, metadata={"help": "CPUs of the student's evaluation actor (default: the CPUs free then; "
+                                        "nothing else runs while it evaluates)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the kept rationales."})
 
 

@@ -23,7 +23,7 @@ def student_accuracy(handle, rows: list[dict], c, dtype: str, out_path: Optional
     rows = [r for r in rows if r.get("answer") is not None]
     if not rows:
         return {}
-    group = ActorGroup(GenerationActor, RoleResources(num_replicas=1, num_cpus=c.eval_num_cpus), args=(handle,),
+    group = ActorGroup(GenerationActor, eval_resources(c.eval_num_cpus), args=(handle,),
                        kwargs={"dtype": dtype, "apply_chat_template": True, "chat_template": c.chat_template,
                                "batch_size": c.per_device_eval_batch_size, "engine": "hf"},
                        name="cot-student-eval")
@@ -42,6 +42,19 @@ def student_accuracy(handle, rows: list[dict], c, dtype: str, out_path: Optional
                                     "answer": a, "correct": ok}, ensure_ascii=False) + "\n")
     return {"accuracy": sum(correct) / len(rows), "answered": sum(a is not None for a in answers) / len(rows),
             "questions": len(rows)}
+
+
+def eval_resources(num_cpus: Optional[float]) -> RoleResources:
+    """The evaluation actor's share: ``num_cpus`` when set, else every CPU free now (it runs before
+    and after the Train job, never beside it: a 1-CPU actor would leave the other cores idle),
+    and one GPU where one is free."""
+    import ray
+
+    from fnsft.distributed.placement import machine_cores
+
+    free = ray.available_resources()
+    cpus = num_cpus or max(1, min(int(free.get("CPU", 1)), machine_cores()))
+    return RoleResources(num_replicas=1, num_cpus=cpus, num_gpus=1 if free.get("GPU", 0) >= 1 else 0)
 
 
 def plot_cot(metrics: dict, path: str) -> Optional[str]:
