@@ -187,7 +187,7 @@ def train_worker(config: dict) -> None:
     from datasets import Dataset
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
-    from fnsft.distributed.resume import hf_checkpoint_step, restored_checkpoint
+    from fnsft.distributed.resume import FinishedAtCheckpoint, hf_checkpoint_step, restored_checkpoint, stop_if_finished
     from fnsft.distributed.worker_stats import gather_peak_rss, throughput_meter, zero3_init, zero3_load_stats
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
@@ -259,14 +259,18 @@ def train_worker(config: dict) -> None:
                 say(f"[{job.stage_name}] resuming from checkpoint {resume} (step {metrics['resumed_from_step']})")
         if eval_ds is not None and c.eval_before_training and not resume:
             trainer.add_callback(_eval_before_callback(trainer, metrics))
+        if resume:  # first among the train-begin callbacks: a finished run trains nothing more
+            trainer.callback_handler.callbacks.insert(0, stop_if_finished())
         t0 = time.time()
         try:
-            result = trainer.train(resume_from_checkpoint=resume)
+            result = trainer.train(resume_from_checkpoint=resume).metrics
         except NonFiniteLoss as e:
             record_failure(job, str(e))
             raise
+        except FinishedAtCheckpoint:
+            result = {"global_step": trainer.state.global_step}
         train_seconds = time.time() - t0
-    metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+    metrics.update({k: v for k, v in result.items() if isinstance(v, (int, float))})
     if eval_ds is not None:
         try:
             metrics.update(trainer.evaluate())

@@ -8,6 +8,15 @@ from typing import Optional
 
 log = logging.getLogger("fnsft")
 _START_ATTEMPTS = 3
+_started_here = False  # this process started the local Ray it uses (see started_here)
+
+
+def started_here() -> bool:
+    """Whether this process started its Ray (a local in-process instance): the cluster ends with
+    it, so Ray Train's cluster-only helpers can be left out (fnsft.distributed.train_runtime)."""
+    import ray
+
+    return _started_here and ray.is_initialized()
 
 
 def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
@@ -22,15 +31,21 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
 
     from fnsft.distributed import placement
 
+    global _started_here
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     # Our own stdout already has the progress; Ray's per-worker log prefixes stay on.
     if address:
+        _started_here = False
         log.info("Connecting to Ray at %s", address)
         ray.init(address=address, namespace=cfg.namespace, log_to_driver=True)
         return
     _warn_about_current_cluster_file()
+    # Ray starts workers at nice 15, below its own services and any other process: on a shared
+    # machine the training threads lose CPU to everything else. A local Ray exists for this
+    # pipeline only, so its workers run at the driver's priority (set RAY_worker_niceness to change).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     cpus = cfg.num_cpus or num_cpus
     log.info("Starting a local Ray instance (%s CPUs%s; dashboard: %s)", cpus or "all",
              f" for {placement.machine_cores()} cores" if cpus and cpus != placement.machine_cores() else "",
@@ -51,6 +66,7 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
             log.warning("Ray's node did not start within Ray's 30 s (a busy machine?); retrying (%d/%d)",
                         attempt + 1, _START_ATTEMPTS)
             ray.shutdown()
+    _started_here = True
     placement.set_local_cores(min(placement.machine_cores(), cfg.num_cpus or placement.machine_cores()))
 
 

@@ -38,3 +38,25 @@ def hf_checkpoint_step(path: str) -> int:
     """The optimizer step an HF Trainer checkpoint folder was saved at."""
     with open(os.path.join(path, "trainer_state.json")) as f:
         return int(json.load(f)["global_step"])
+
+
+class FinishedAtCheckpoint(Exception):
+    """The restored checkpoint is the run's last step: nothing is left to train."""
+
+
+def stop_if_finished():
+    """A TrainerCallback for a resumed run: at ``on_train_begin`` (weights, optimizer and step
+    already restored), raise :class:`FinishedAtCheckpoint` when the checkpoint is at ``max_steps``.
+
+    HF's loop would otherwise train one more step before it checks the step count (a checkpoint
+    at step 24 of 24 resumes to ``step 25/24``): a driver killed after the last checkpoint and
+    before the hand-off would hand on a model one step past the one it checkpointed.
+    """
+    from transformers import TrainerCallback
+
+    class StopIfFinished(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                raise FinishedAtCheckpoint(f"checkpoint at step {state.global_step} of {state.max_steps}")
+
+    return StopIfFinished()

@@ -67,9 +67,10 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     and runs that many torch threads (Ray's default for a 1-CPU actor would be one).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     from fnsft.distributed.placement import torch_threads
+    from fnsft.distributed.ray_runtime import started_here
+    from fnsft.distributed.train_runtime import trainer_class
     from fnsft.distributed.startup_marks import phase_seconds
 
     per_worker = {"CPU": resources.cpus_per_worker}
@@ -88,7 +89,7 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
     # while the previous one is still queued (the queue holds one): 0.5 s costs the controller
     # a few small calls a second.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    trainer = TorchTrainer(
+    trainer = trainer_class(local=started_here())(  # a local Ray: without Train's cluster-only helpers
         train_loop_per_worker=_with_threads(worker_fn, threads),
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(
