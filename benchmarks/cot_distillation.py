@@ -7,9 +7,9 @@
 of (1) the student before training, (2) after fnsft's ``cot_distillation`` stage from
 ``configs/cot_distillation.yaml`` (``--arms fnsft``), (3) after a plain TRL ``SFTTrainer`` on the
 same kept rationales with the same settings (LoRA r16, lr, steps, batch, max_length, float32, seed
-42 and the stage's CPU batching, length-grouped; ``trl``), (3b) the same with TRL's random batch
-order (``trl_random``), and (4) after a label-only SFT (question -> ``#### answer``) with the same
-settings (``label``). The TRL arms are read by this script's greedy reader; the fnsft model is read
+42, random batch order; ``trl``), (3b) the same with length-grouped batches (``trl_grouped``: why
+the stage keeps random order), and (4) after a label-only SFT (question -> ``#### answer``) with
+the same settings (``label``). The TRL arms are read by this script's greedy reader; the fnsft model is read
 by the stage and again by that reader. ``--arms ... --merge`` adds arms to an earlier result file.
 
 ``teacher``: rationales per second of a local SmolLM2 teacher: fnsft's actor pool
@@ -91,7 +91,7 @@ def _load() -> list[float]:
     return [round(x, 1) for x in os.getloadavg()]
 
 
-ARMS = ("fnsft", "trl", "trl_random", "label")
+ARMS = ("fnsft", "trl", "trl_grouped", "label")
 
 
 def _kept_rationales(records, cfg: dict) -> list[dict]:
@@ -139,8 +139,8 @@ def part_accuracy(a) -> None:
         with open(path) as f:
             doc["results"] = json.load(f).get("results", {})
     results = doc["results"]
-    # The stage's own settings: seed 42 and, on a CPU, length-grouped batches (fnsft.distributed.batching).
-    seed, sampling = 42, "group_by_length"
+    # The stage's own settings: seed 42 and random batch order (CoTDistillationStage.random_order_reason).
+    seed, sampling = 42, "random"
     if "fnsft" in a.arms:
         load0 = _load()
         t0 = time.time()
@@ -169,7 +169,7 @@ def part_accuracy(a) -> None:
     label_rows = [{"prompt": [{"role": "user", "content": r["question"]}],
                    "completion": [{"role": "assistant", "content": f"#### {r['extracted_answer']}"}]} for r in kept]
     arms = {"trl": ("trl_sft_same_rationales", cot_rows, sampling),
-            "trl_random": ("trl_sft_same_rationales_random_order", cot_rows, "random"),
+            "trl_grouped": ("trl_sft_same_rationales_length_grouped", cot_rows, "group_by_length"),
             "label": ("label_only_sft", label_rows, sampling)}
     for arm in a.arms:
         if arm == "fnsft":
@@ -236,7 +236,7 @@ def main() -> None:
     p.add_argument("--part", choices=["accuracy", "teacher"], required=True)
     p.add_argument("--steps", type=int, default=0, help="accuracy: override the config's max_steps")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
-                   help="accuracy: fnsft (the stage), trl (same settings), trl_random (TRL's random order), label")
+                   help="accuracy: fnsft (the stage), trl (same settings), trl_grouped (length-grouped batches), label")
     p.add_argument("--merge", action="store_true", help="accuracy: keep the other arms of an earlier result file")
     p.add_argument("--questions", type=int, default=16)
     p.add_argument("--n", type=int, default=4)

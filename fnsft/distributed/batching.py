@@ -83,9 +83,12 @@ def check_batching(config, key: str, supports_padding_free: bool = True) -> None
 
 
 def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gpu: bool,
-                    flash: Optional[bool] = None, supports_padding_free: bool = True) -> Batching:
+                    flash: Optional[bool] = None, supports_padding_free: bool = True,
+                    random_order_reason: Optional[str] = None) -> Batching:
     """The batching for a stage: the user's ``padding_free``/``train_sampling_strategy`` when set,
-    else padding-free on a GPU with FlashAttention and length-grouped batches elsewhere."""
+    else padding-free on a GPU with FlashAttention and length-grouped batches elsewhere.
+    ``random_order_reason``: the stage keeps HF's random order instead of length-grouped batches
+    (and says why)."""
     flash = flash_attention_available() if flash is None else flash
     varlen = on_gpu and flash
     if padding_free is None:
@@ -104,7 +107,9 @@ def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gp
             reason += " (no FlashAttention: examples kept apart by a mask over the whole row)"
     if sampling is None:
         # Padding-free batches hold no padding to save: keep HF's random order.
-        sampling = "random" if padding_free else "group_by_length"
+        sampling = "random" if padding_free or random_order_reason else "group_by_length"
+        if random_order_reason and not padding_free:
+            reason = f"auto: {random_order_reason}"
     else:
         reason += "; train_sampling_strategy set in the config"
     attn = FLASH_ATTENTION if padding_free and varlen else None
@@ -112,7 +117,7 @@ def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gp
 
 
 def stage_batching(config, on_gpu: bool, supports_padding_free: bool = True,
-                   flash: Optional[bool] = None) -> Batching:
+                   flash: Optional[bool] = None, random_order_reason: Optional[str] = None) -> Batching:
     """:func:`choose_batching` from a stage config's fields (absent fields mean auto)."""
     return choose_batching(getattr(config, "padding_free", None), getattr(config, "train_sampling_strategy", None),
-                           on_gpu, flash, supports_padding_free)
+                           on_gpu, flash, supports_padding_free, random_order_reason)

@@ -109,6 +109,10 @@ class TrainStage(BaseStage):
             check_batching(c, self.key, supports)
         check_peft_options(c, ds.zero_stage, deepspeed_in_use(ds, res.num_workers), self.key)
 
+    # Set by a stage whose padded batches should keep HF's random order rather than be grouped by
+    # length (the reason is shown in the plan): see CoTDistillationStage.
+    random_order_reason: Optional[str] = None
+
     def supports_padding_free(self) -> Optional[bool]:
         """Whether the stage's TRL trainer can train padding-free (None: not an HF/TRL trainer,
         so ``padding_free``/``train_sampling_strategy`` do not apply)."""
@@ -119,7 +123,8 @@ class TrainStage(BaseStage):
         from fnsft.distributed.batching import stage_batching
 
         supports = self.supports_padding_free()
-        return None if supports is None else stage_batching(self.config, on_gpu, supports)
+        return None if supports is None else stage_batching(self.config, on_gpu, supports,
+                                                            random_order_reason=self.random_order_reason)
 
     def resources(self):
         from fnsft.config.schema import PipelineConfig

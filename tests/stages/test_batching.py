@@ -62,6 +62,21 @@ def test_plan_states_the_choice_and_rejects_bad_values(tmp_path):
         _plan(tmp_path, "sft", padding_free=True, packing=True)
 
 
+def test_cot_distillation_keeps_random_order_unless_asked(tmp_path):
+    """Rationales' lengths follow their problems' step counts: grouped batches learned less."""
+    cot = {"reasoning_dataset_path": os.path.join(EXAMPLES, "reasoning", "train.jsonl"),
+           "teacher_model_type": "function", "teacher_model_path": os.path.join(EXAMPLES, "reasoning", "teacher.py:solve")}
+
+    def plan(**section):
+        return describe_plan(build_plan(data={"model_name_or_path": TINY, "output_dir": str(tmp_path / "o"),
+                                              "stages": ["cot_distillation"],
+                                              "stage_configs": {"cot_distillation": {**cot, **section}}}))
+
+    assert "batching: padded batches (train_sampling_strategy=random): auto: random order" in plan()
+    assert "length-grouped padded batches" in plan(train_sampling_strategy="group_by_length")
+    assert choose_batching(None, None, on_gpu=True, flash=True, random_order_reason="x").padding_free  # GPU: no padding
+
+
 # Trainers built by the stages' builders, in this process ------------------------------------
 def _job(stage_config, batching: Batching, tiny_model_dir: str):
     from fnsft.models.handle import ModelHandle
