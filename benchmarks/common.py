@@ -164,13 +164,14 @@ def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
 
 
 def start_ray():
-    """One Ray for the whole script; workers at the TRL process's priority (Ray's default nice
-    15 loses CPU to anything else on a shared machine)."""
-    import ray
+    """One Ray for the whole script, started as a user's local run starts it
+    (:func:`fnsft.distributed.ray_runtime.ensure_ray`: workers at the driver's priority, Train jobs
+    without Ray Train's cluster-only helpers), so the fnsft side is measured as users get it."""
+    from fnsft.config.schema import RayConfig
+    from fnsft.distributed.ray_runtime import ensure_ray
 
-    os.environ.setdefault("RAY_worker_niceness", "0")
     t0 = time.time()
-    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", namespace="fnsft")
+    ensure_ray(RayConfig())
     return round(time.time() - t0, 2)
 
 
