@@ -29,3 +29,15 @@ def test_benchmark_quick_runs_every_comparison(tmp_path, script):
             assert len(result[name][side]["runs"]) == 1
         assert result[name][f"ratio_{sides[0]}_over_{sides[1]}"] > 0
     assert result["machine"]["cpus"] and result["settings"]["quick"] is True
+
+
+@pytest.mark.slow
+def test_dtype_benchmark_quick_runs_both_dtypes(tmp_path):
+    env = {**os.environ, "FNSFT_BENCHMARK_RESULTS": str(tmp_path), "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "sft_dtype.py"), "--quick", "--rounds", "1"],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.load(open(tmp_path / "sft_dtype_quick.json"))
+    assert set(result["runs"]) == {"float32", "bfloat16"}
+    assert all(r[0]["useful_tokens_per_s"] > 0 for r in result["runs"].values())
+    assert result["ratio_bfloat16_over_float32"] > 0

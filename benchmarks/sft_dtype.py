@@ -1,0 +1,54 @@
+"""fnsft's SFT stage in float32 vs bfloat16 compute on this machine: useful tokens/s.
+
+    python benchmarks/sft_dtype.py        # SmolLM2-135M, ~5 min on 2 quiet cores -> results/sft_dtype.json
+
+The settings of ``sft_throughput.py``'s ``equal`` comparison (LoRA r16, 8 steps x 8, ``max_length``
+128, length-grouped), only ``torch_dtype`` changes: ``float32`` (fnsft's ``auto`` on a CPU) or
+``bfloat16`` (autocast, the frozen LoRA base held in bf16). On CPUs with AMX-BF16 the bf16 matmuls
+run on the AMX tiles; without it they are emulated. Alternating order, 2 rounds, median.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, first_lines, parse_throughput_args, start_ray, write_result  # noqa: E402
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(x for x in flags if x in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f"))
+
+
+def main(argv=None) -> str:
+    import sft_throughput as st
+    from fnsft.pipeline import Pipeline
+
+    a = parse_throughput_args(argv, __doc__.splitlines()[0], 8, "optimizer steps per run", "batch")
+    data = first_lines(st.DATA, os.path.join(tempfile.mkdtemp(prefix="sft_dtype_"), "data.jsonl"), a.steps * a.batch)
+    os.chdir(REPO)
+    results = {"settings": {**vars(a), "cpu_flags": cpu_flags()}, "model": a.model, "ray_init_s": start_ray(), "runs": {}}
+    for r in range(a.rounds):
+        for dtype in (("bfloat16", "float32") if r % 2 == 0 else ("float32", "bfloat16")):
+            cfg = {"model_name_or_path": a.model, "output_dir": tempfile.mkdtemp(prefix="fnsft_dtype_"),
+                   "stages": ["sft"], "torch_dtype": dtype, "stage_configs": {"sft": st.stage_config(data, a, False)}}
+            m = Pipeline.from_dict(cfg).run()["stages"]["sft"]["metrics"]
+            results["runs"].setdefault(dtype, []).append(
+                {"useful_tokens_per_s": round(m["train_tokens_per_second_steady"], 2), "train_loss": m.get("train_loss")})
+            print(f"  {dtype}: {m['train_tokens_per_second_steady']:.1f} useful tokens/s", flush=True)
+    med = {d: statistics.median(x["useful_tokens_per_s"] for x in runs) for d, runs in results["runs"].items()}
+    results["median_useful_tokens_per_s"] = med
+    results["ratio_bfloat16_over_float32"] = round(med["bfloat16"] / med["float32"], 3)
+    return write_result("sft_dtype_quick" if a.quick else "sft_dtype", results)
+
+
+if __name__ == "__main__":
+    main()
