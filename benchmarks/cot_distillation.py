@@ -30,7 +30,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, plain_training_args, write_result  # noqa: E402
+from common import RESULTS, plain_training_args, start_ray, write_result  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cot_distillation.yaml")
@@ -200,7 +200,7 @@ def part_teacher(a) -> None:
     model_dir = resolve_model_path("builtin:smollm2-135m-instruct")
     rows = load_reasoning_rows(os.path.join(REPO, "examples", "reasoning", "train.jsonl"))[:a.questions]
     questions = [r["question"] for r in rows]
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_ray()  # as a user's local run starts it
     teacher = LocalTeacher(model_dir, resources=RoleResources(num_replicas=a.replicas, num_cpus=1),
                            batch_size=a.questions)
     teacher.start()

@@ -160,13 +160,16 @@ def main(argv=None) -> int:
 
     import ray
 
-    ray.init(num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", namespace="fnsft",
-             log_to_driver=True)
+    from fnsft.config.schema import RayConfig
+    from fnsft.distributed.ray_runtime import ensure_ray
+
+    ensure_ray(RayConfig(num_cpus=6))  # as a user's local run starts Ray (the learner + role actors' CPUs)
     load_before = os.getloadavg()[0]  # other work on the machine skews both timings
     fnsft = run_fnsft(args, os.path.join(args.work_dir, "fnsft"))
     ray.shutdown()  # free the CPUs for TRL
     trl = run_trl(args, os.path.join(args.work_dir, "trl"))
     result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": _torch_version(),
         "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts,
         "num_generations": args.num_generations, "max_completion_length": args.max_new_tokens,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU" if not _has_gpu() else platform.node(),
@@ -179,6 +182,12 @@ def main(argv=None) -> int:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _has_gpu() -> bool:

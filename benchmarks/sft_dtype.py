@@ -19,23 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, first_lines, parse_throughput_args, start_ray, write_result  # noqa: E402
 
 
-def cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(x for x in flags if x in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f"))
-
-
 def main(argv=None) -> str:
     import sft_throughput as st
+    from fnsft.models.precision import cpu_bf16_flags
     from fnsft.pipeline import Pipeline
 
     a = parse_throughput_args(argv, __doc__.splitlines()[0], 8, "optimizer steps per run", "batch")
     data = first_lines(st.DATA, os.path.join(tempfile.mkdtemp(prefix="sft_dtype_"), "data.jsonl"), a.steps * a.batch)
     os.chdir(REPO)
-    results = {"settings": {**vars(a), "cpu_flags": cpu_flags()}, "model": a.model, "ray_init_s": start_ray(), "runs": {}}
+    results = {"settings": {**vars(a), "cpu_flags": cpu_bf16_flags()}, "model": a.model, "ray_init_s": start_ray(), "runs": {}}
     for r in range(a.rounds):
         for dtype in (("bfloat16", "float32") if r % 2 == 0 else ("float32", "bfloat16")):
             cfg = {"model_name_or_path": a.model, "output_dir": tempfile.mkdtemp(prefix="fnsft_dtype_"),

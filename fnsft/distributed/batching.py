@@ -91,6 +91,7 @@ def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gp
     (and says why)."""
     flash = flash_attention_available() if flash is None else flash
     varlen = on_gpu and flash
+    auto_padding_free = padding_free is None
     if padding_free is None:
         padding_free = supports_padding_free and varlen
         if padding_free:
@@ -109,7 +110,7 @@ def choose_batching(padding_free: Optional[bool], sampling: Optional[str], on_gp
         # Padding-free batches hold no padding to save: keep HF's random order.
         sampling = "random" if padding_free or random_order_reason else "group_by_length"
         if random_order_reason and not padding_free:
-            reason = f"auto: {random_order_reason}"
+            reason = f"auto: {random_order_reason}" if auto_padding_free else f"{reason}; {random_order_reason}"
     else:
         reason += "; train_sampling_strategy set in the config"
     attn = FLASH_ATTENTION if padding_free and varlen else None

@@ -63,7 +63,7 @@ def common_training_args(job, out_dir: str, precision) -> dict[str, Any]:
         eval_strategy="steps" if has_eval and c.eval_steps else "no",
         eval_steps=c.eval_steps or None,
         seed=c.seed,
-        # TRL defaults bf16=True even on CPU, where it is emulated (~15x slower): decide here.
+        # TRL defaults bf16=True even on CPU (emulated, ~15x slower, where the CPU lacks AMX-BF16): decide here.
         bf16=bf16,
         fp16=fp16,
         use_cpu=not job.use_gpu,
@@ -187,7 +187,8 @@ def train_worker(config: dict) -> None:
     from datasets import Dataset
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
-    from fnsft.distributed.resume import FinishedAtCheckpoint, hf_checkpoint_step, restored_checkpoint, stop_if_finished
+    from fnsft.distributed.resume import (FinishedAtCheckpoint, finished_run_metrics, hf_checkpoint_step,
+                                         restored_checkpoint, stop_if_finished)
     from fnsft.distributed.worker_stats import gather_peak_rss, throughput_meter, zero3_init, zero3_load_stats
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
     from fnsft.models.precision import resolve_precision
@@ -268,7 +269,7 @@ def train_worker(config: dict) -> None:
             record_failure(job, str(e))
             raise
         except FinishedAtCheckpoint:
-            result = {"global_step": trainer.state.global_step}
+            result = finished_run_metrics(trainer)
         train_seconds = time.time() - t0
     metrics.update({k: v for k, v in result.items() if isinstance(v, (int, float))})
     if eval_ds is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 log = logging.getLogger("fnsft")
 _START_ATTEMPTS = 3
-_started_here = False  # this process started the local Ray it uses (see started_here)
+_started_here: Optional[str] = None  # GCS address of the local Ray this process started (see started_here)
 
 
 def started_here() -> bool:
@@ -16,7 +16,16 @@ def started_here() -> bool:
     it, so Ray Train's cluster-only helpers can be left out (fnsft.distributed.train_runtime)."""
     import ray
 
-    return _started_here and ray.is_initialized()
+    return bool(_started_here) and ray.is_initialized() and _gcs_address() == _started_here
+
+
+def _gcs_address() -> Optional[str]:
+    import ray
+
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # a Ray without it: compare nothing
+        return None
 
 
 def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
@@ -35,9 +44,11 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address == "local":  # Ray's own spelling of "start a new local instance"
+        address = None
     # Our own stdout already has the progress; Ray's per-worker log prefixes stay on.
     if address:
-        _started_here = False
+        _started_here = None
         log.info("Connecting to Ray at %s", address)
         ray.init(address=address, namespace=cfg.namespace, log_to_driver=True)
         return
@@ -66,7 +77,7 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
             log.warning("Ray's node did not start within Ray's 30 s (a busy machine?); retrying (%d/%d)",
                         attempt + 1, _START_ATTEMPTS)
             ray.shutdown()
-    _started_here = True
+    _started_here = _gcs_address() or "local"
     placement.set_local_cores(min(placement.machine_cores(), cfg.num_cpus or placement.machine_cores()))
 
 

@@ -60,3 +60,15 @@ def stop_if_finished():
                 raise FinishedAtCheckpoint(f"checkpoint at step {state.global_step} of {state.max_steps}")
 
     return StopIfFinished()
+
+
+def finished_run_metrics(trainer) -> dict:
+    """The train metrics of a run that :class:`FinishedAtCheckpoint` stopped: the checkpoint's
+    step, the mean of its logged losses as ``train_loss`` (what HF reports after a full run,
+    over the logged steps), and ``resumed_finished`` = 1 (no step ran in this process)."""
+    trainer.is_in_train = False  # train() left before its own clean-up
+    losses = [e["loss"] for e in trainer.state.log_history if isinstance(e.get("loss"), (int, float))]
+    out = {"global_step": trainer.state.global_step, "resumed_finished": 1}
+    if losses:
+        out["train_loss"] = sum(losses) / len(losses)
+    return out

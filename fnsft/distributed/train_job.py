@@ -70,8 +70,8 @@ def run_train_job(job: TrainJob, worker_fn: Callable, resources, storage_path: s
 
     from fnsft.distributed.placement import torch_threads
     from fnsft.distributed.ray_runtime import started_here
-    from fnsft.distributed.train_runtime import trainer_class
     from fnsft.distributed.startup_marks import phase_seconds
+    from fnsft.distributed.train_runtime import trainer_class
 
     per_worker = {"CPU": resources.cpus_per_worker}
     if job.use_gpu:

@@ -25,7 +25,12 @@ LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENAB
 
 
 def trainer_class(local: bool):
-    """``TorchTrainer``, or (``local``) a subclass without the cleaner and Datasets callbacks."""
+    """``TorchTrainer``, or (``local``) a subclass without the cleaner and Datasets callbacks.
+
+    ``local`` also sets :data:`LOCAL_ENV` in this process's environment (unless already set):
+    Ray Train reads them there and propagates them to the controller. They stay for the
+    process's later Train jobs, which on a local Ray are local too.
+    """
     from ray.train.torch import TorchTrainer
 
     if not local:

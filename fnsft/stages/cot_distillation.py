@@ -94,8 +94,8 @@ class CoTDistillationConfig(TrainStageConfig):
         default=0.1, metadata={"help": "Share of the questions held out for the accuracy eval (no teacher data)."})
     eval_max_new_tokens: int = field(default=128, metadata={"help": "Student answer length at evaluation."})
     eval_num_cpus: Optional[float] = field(
-        default=None, metadata={"help": "CPUs of the student's evaluation actor (default: the CPUs free then; "
-                                        "nothing else runs while it evaluates)."})
+        default=None, metadata={"help": "CPUs of the student's evaluation actor (default: on a local Ray, the "
+                                        "CPUs free then, nothing else runs while it evaluates; on a cluster 1)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the kept rationales."})
 
 
@@ -106,8 +106,9 @@ class CoTDistillationStage(TrainStage):
     builder = "fnsft.distributed.sft_trainer:build_sft_trainer"
     # A rationale's length follows its problem's number of steps, so length-grouped batches hold
     # one kind of problem each. Measured (benchmarks/cot_distillation.py, SmolLM2, 60 steps): the
-    # same TRL training reached 37/60 held-out with grouped batches and 40 and 43/60 in random
-    # order (fnsft grouped: 35/60), at the same speed (padding is small: rationales are alike).
+    # same TRL training reached 37/60 held-out with grouped batches and 40/60 in random order
+    # (seed 42; 43/60 with seed 0, under some load), fnsft grouped 35/60, at the same speed
+    # (padding is small: rationales are alike in length).
     random_order_reason = ("random order: length-grouped batches would each hold one kind of problem "
                            "(a rationale's length follows its number of steps) and learned less")
 

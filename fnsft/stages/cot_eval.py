@@ -45,16 +45,19 @@ def student_accuracy(handle, rows: list[dict], c, dtype: str, out_path: Optional
 
 
 def eval_resources(num_cpus: Optional[float]) -> RoleResources:
-    """The evaluation actor's share: ``num_cpus`` when set, else every CPU free now (it runs before
-    and after the Train job, never beside it: a 1-CPU actor would leave the other cores idle),
-    and one GPU where one is free."""
+    """The evaluation actor's share: ``num_cpus`` when set; else, on a Ray this pipeline started
+    (one node, nothing else running while it evaluates: it runs before and after the Train job,
+    never beside it), every CPU free now — a 1-CPU actor would leave the other cores idle — and
+    on a shared cluster (other jobs, Tune trials, several nodes) 1 CPU. One GPU where one is free."""
     import ray
 
     from fnsft.distributed.placement import machine_cores
+    from fnsft.distributed.ray_runtime import started_here
 
     free = ray.available_resources()
-    cpus = num_cpus or max(1, min(int(free.get("CPU", 1)), machine_cores()))
-    return RoleResources(num_replicas=1, num_cpus=cpus, num_gpus=1 if free.get("GPU", 0) >= 1 else 0)
+    if num_cpus is None:
+        num_cpus = max(1, min(int(free.get("CPU", 1)), machine_cores())) if started_here() else 1
+    return RoleResources(num_replicas=1, num_cpus=num_cpus, num_gpus=1 if free.get("GPU", 0) >= 1 else 0)
 
 
 def plot_cot(metrics: dict, path: str) -> Optional[str]:

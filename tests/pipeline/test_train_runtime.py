@@ -32,7 +32,8 @@ def _helpers_started_by_one_job(local: bool, tmp_path) -> set[str]:
 
 def test_local_ray_leaves_out_train_cluster_helpers(ray_session, tmp_path, monkeypatch):
     for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
-        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv(key, "1")  # recorded by monkeypatch, so what trainer_class sets is undone after
+        monkeypatch.delenv(key)
     assert _helpers_started_by_one_job(False, tmp_path) == HELPERS  # what Ray Train starts by default
     assert _helpers_started_by_one_job(True, tmp_path) == set()
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"

@@ -30,7 +30,7 @@ def _weights(model) -> dict:
 
 
 def test_resumed_at_max_steps_trains_nothing(tmp_path, tiny_model_dir):
-    from fnsft.distributed.resume import FinishedAtCheckpoint, stop_if_finished
+    from fnsft.distributed.resume import FinishedAtCheckpoint, finished_run_metrics, stop_if_finished
 
     out = str(tmp_path / "run")
     first = _trainer(tiny_model_dir, out, 3)
@@ -47,5 +47,8 @@ def test_resumed_at_max_steps_trains_nothing(tmp_path, tiny_model_dir):
     with pytest.raises(FinishedAtCheckpoint):
         resumed.train(resume_from_checkpoint=ckpt)
     assert resumed.state.global_step == 3
+    done = finished_run_metrics(resumed)  # what the worker reports for it
+    assert done["resumed_finished"] == 1 and done["global_step"] == 3 and done["train_loss"] > 0
+    assert not resumed.is_in_train
     after = _weights(resumed.model)
     assert all(bool((after[k] == saved[k]).all()) for k in saved)
