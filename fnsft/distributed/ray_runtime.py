@@ -16,7 +16,8 @@ def started_here() -> bool:
     it, so Ray Train's cluster-only helpers can be left out (fnsft.distributed.train_runtime)."""
     import ray
 
-    return bool(_started_here) and ray.is_initialized() and _gcs_address() == _started_here
+    # Without a GCS address to compare (a Ray that does not expose it), the start itself decides.
+    return bool(_started_here) and ray.is_initialized() and _gcs_address() in (_started_here, None)
 
 
 def _gcs_address() -> Optional[str]:
