@@ -1,6 +1,7 @@
 """fnsft's SFT stage in float32 vs bfloat16 compute on this machine: useful tokens/s.
 
     python benchmarks/sft_dtype.py        # SmolLM2-135M, ~5 min on 2 quiet cores -> results/sft_dtype.json
+    python benchmarks/sft_dtype.py --full # full fine-tune (float32 master weights, bf16 autocast) -> sft_dtype_full.json
 
 The settings of ``sft_throughput.py``'s ``equal`` comparison (LoRA r16, 8 steps x 8, ``max_length``
 128, length-grouped), only ``torch_dtype`` changes: ``float32`` (fnsft's ``auto`` on a CPU) or
@@ -16,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, first_lines, parse_throughput_args, start_ray, write_result  # noqa: E402
+from common import REPO, TINY, first_lines, parse_throughput_args, start_ray, write_result  # noqa: E402
 
 
 def main(argv=None) -> str:
@@ -24,14 +25,18 @@ def main(argv=None) -> str:
     from fnsft.models.precision import cpu_bf16_flags
     from fnsft.pipeline import Pipeline
 
-    a = parse_throughput_args(argv, __doc__.splitlines()[0], 8, "optimizer steps per run", "batch")
+    full = "--full" in (argv := list(sys.argv[1:] if argv is None else argv))
+    a = parse_throughput_args([x for x in argv if x != "--full"], __doc__.splitlines()[0], 8, "optimizer steps per run", "batch")
     data = first_lines(st.DATA, os.path.join(tempfile.mkdtemp(prefix="sft_dtype_"), "data.jsonl"), a.steps * a.batch)
     os.chdir(REPO)
-    results = {"settings": {**vars(a), "cpu_flags": cpu_bf16_flags()}, "model": a.model, "ray_init_s": start_ray(), "runs": {}}
+    results = {"settings": {**vars(a), "cpu_flags": cpu_bf16_flags(), "full_finetune": full}, "model": a.model, "ray_init_s": start_ray(), "runs": {}}
     for r in range(a.rounds):
         for dtype in (("bfloat16", "float32") if r % 2 == 0 else ("float32", "bfloat16")):
+            sft = st.stage_config(data, a, False)
+            if full:
+                sft = {k: v for k, v in sft.items() if k not in st.LORA}
             cfg = {"model_name_or_path": a.model, "output_dir": tempfile.mkdtemp(prefix="fnsft_dtype_"),
-                   "stages": ["sft"], "torch_dtype": dtype, "stage_configs": {"sft": st.stage_config(data, a, False)}}
+                   "stages": ["sft"], "torch_dtype": dtype, "stage_configs": {"sft": sft}}
             m = Pipeline.from_dict(cfg).run()["stages"]["sft"]["metrics"]
             results["runs"].setdefault(dtype, []).append(
                 {"useful_tokens_per_s": round(m["train_tokens_per_second_steady"], 2), "train_loss": m.get("train_loss")})
@@ -39,7 +44,8 @@ def main(argv=None) -> str:
     med = {d: statistics.median(x["useful_tokens_per_s"] for x in runs) for d, runs in results["runs"].items()}
     results["median_useful_tokens_per_s"] = med
     results["ratio_bfloat16_over_float32"] = round(med["bfloat16"] / med["float32"], 3)
-    return write_result("sft_dtype_quick" if a.quick else "sft_dtype", results)
+    name = "sft_dtype" + ("_full" if full else "") + ("_tiny" if a.model == TINY and not a.quick else "")
+    return write_result(name + ("_quick" if a.quick else ""), results)
 
 
 if __name__ == "__main__":

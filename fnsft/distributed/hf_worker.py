@@ -205,7 +205,7 @@ def train_worker(config: dict) -> None:
     failed = recorded_failure(job.store, job.key)
     if failed:  # a restarted worker group: the loss went NaN before; retraining would repeat it
         raise NonFiniteLoss(failed)
-    precision = resolve_precision(job.torch_dtype, job.use_gpu)
+    precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model.source)
     dtype = precision.compute_dtype
     out_dir = os.path.join(c.output_dir, "trainer")
     scratch = os.path.join(c.output_dir, ".scratch")
@@ -251,6 +251,7 @@ def train_worker(config: dict) -> None:
     log_stage_config_to_wandb(trainer, job.stage_name, dataclasses.asdict(c))
 
     metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
+    metrics["compute_dtype"], metrics["compute_dtype_reason"] = precision.compute, precision.reason
     # A restarted worker group, or a rerun after a driver crash, continues from the newest
     # complete checkpoint, read in place by every rank (no copy, no race between ranks).
     with restored_checkpoint() as resume:

@@ -120,7 +120,7 @@ def reward_model_worker(config: dict) -> None:
     torch.manual_seed(c.seed)
     os.makedirs(c.output_dir, exist_ok=True)
     mark_worker(c.output_dir, rank)
-    precision = resolve_precision(job.torch_dtype, job.use_gpu)
+    precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model.source)
     model, tokenizer = load_reward_model(job, rank, precision.load_dtype(trainable=True))
     use_template = c.apply_chat_template and bool(getattr(tokenizer, "chat_template", None))
     train_rows, held_rows = ray.get(job.data["train"]), ray.get(job.data["eval"])

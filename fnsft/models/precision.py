@@ -1,9 +1,11 @@
 """The one precision policy of every training path (YAML ``torch_dtype``; see docs/precision.md).
 
 - Trainable weights and their optimizer state are float32 ("master weights"), always.
-- Compute runs in the requested dtype by autocast: ``bfloat16`` or ``float16`` (``auto``:
-  bfloat16 on GPUs that support it, else float32; on CPUs without AMX-BF16, bf16 is emulated and
-  slow; on one with it (this project's Xeon VM) ``bfloat16`` is an opt-in measured 1.17x faster).
+- Compute runs in the requested dtype by autocast: ``bfloat16`` or ``float16``. ``auto``:
+  bfloat16 on GPUs that support it; on CPUs with AMX-BF16 for models with a hidden size of at
+  least 256 (SmolLM2-135M: LoRA SFT 1.17x, full SFT 1.22x faster than float32; a 64-wide test
+  model 0.53x: its matmuls are too small for the tiles to pay for the casts); else float32 (on
+  CPUs without AMX-BF16, bf16 is emulated and slow).
 - ``float16`` scales the loss (a ``GradScaler``; HF's ``fp16=True`` does the same) so small
   gradients do not flush to zero; bfloat16 has float32's range and needs none.
 - Frozen weights (a LoRA base, a reference model, generation copies) may stay in the compute
@@ -34,6 +36,7 @@ class Precision:
 
     compute: str
     on_gpu: bool = False
+    reason: str = ""  # why ``auto`` chose ``compute`` (shown in the stage's log and metrics)
 
     @property
     def compute_dtype(self):
@@ -89,24 +92,84 @@ class Precision:
         return torch.amp.GradScaler(device_type)
 
 
-def resolve_precision(torch_dtype: str, on_gpu: bool) -> Precision:
+# ``auto`` on a CPU with AMX-BF16: bf16 from this hidden size up. Measured here (fwd+bwd+AdamW,
+# batch 8 x 128, 2 threads): fp32/bf16 step time 0.91 at 64, 0.95-1.02 at 128, 1.12-1.18 at 192,
+# 1.20-1.28 at 256, 1.35 at 512-576; fnsft SFT on tiny-llama (64) 0.53x, on SmolLM2 (576) 1.17-1.22x.
+CPU_BF16_MIN_HIDDEN = 256
+
+
+def resolve_precision(torch_dtype: str, on_gpu: bool, model_source: str | None = None) -> Precision:
     """The stage's precision from YAML ``torch_dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``).
 
-    ``auto``: bfloat16 on GPUs that support it natively, else float32 (TRL's configs default
-    ``bf16=True`` even on CPU, so the choice is made here). On a CPU without native bf16 it is
-    emulated (~15x slower); with AMX-BF16 an explicit ``bfloat16`` trained SmolLM2 LoRA SFT 1.17x
-    faster than float32 (benchmarks/sft_dtype.py), not yet the ``auto`` choice.
+    ``auto``: bfloat16 on GPUs that support it natively; on a CPU with AMX-BF16 when the model
+    (``model_source``, its config's ``hidden_size``) is at least ``CPU_BF16_MIN_HIDDEN`` wide;
+    else float32. TRL's configs default ``bf16=True`` everywhere, so the choice is made here: on a
+    CPU without native bf16 it is emulated (~15x slower).
     """
     import torch
 
     if torch_dtype == "auto":
-        ok = on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return Precision("bfloat16" if ok else "float32", on_gpu)
+        if on_gpu:
+            ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            return Precision("bfloat16" if ok else "float32", on_gpu,
+                             "auto: GPU with bf16" if ok else "auto: GPU without bf16")
+        if not cpu_has_native_bf16():
+            return Precision("float32", False, "auto: CPU without AMX-BF16 (bf16 would be emulated)")
+        hidden = model_hidden_size(model_source)
+        if hidden is not None and hidden >= CPU_BF16_MIN_HIDDEN:
+            return Precision("bfloat16", False, f"auto: CPU with AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN}")
+        return Precision("float32", False, f"auto: CPU with AMX-BF16, hidden size {hidden} < {CPU_BF16_MIN_HIDDEN} "
+                                           "(matmuls too small for bf16 to pay)")
     if torch_dtype not in ("float32",) + HALF:
         raise ValueError(f"torch_dtype: {torch_dtype!r} (accepted: auto, float32, bfloat16, float16)")
     if not on_gpu and torch_dtype in HALF and not (torch_dtype == "bfloat16" and cpu_has_native_bf16()):
         log.warning("torch_dtype=%s on CPU is emulated and slow; weights stay float32", torch_dtype)
-    return Precision(torch_dtype, on_gpu)
+    return Precision(torch_dtype, on_gpu, "set in the config")
+
+
+def describe_torch_dtype(torch_dtype: str, model_spec: str) -> str:
+    """The plan's ``torch_dtype`` line: what ``auto`` gives this model on this machine's CPUs and on GPUs."""
+    if torch_dtype != "auto":
+        return torch_dtype
+    import os
+
+    from fnsft.models.builtin import BUILTIN_HIDDEN_SIZES
+
+    path = os.path.expanduser(model_spec)
+    hidden = BUILTIN_HIDDEN_SIZES.get(model_spec) or (model_hidden_size(path) if os.path.isdir(path) else None)
+    if not cpu_has_native_bf16():
+        cpu = "float32 (no AMX-BF16: bf16 would be emulated)"
+    elif hidden is None:
+        cpu = f"bfloat16 if the model is at least {CPU_BF16_MIN_HIDDEN} wide (AMX-BF16), else float32"
+    elif hidden >= CPU_BF16_MIN_HIDDEN:
+        cpu = f"bfloat16 (AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN})"
+    else:
+        cpu = f"float32 (AMX-BF16, but hidden size {hidden} < {CPU_BF16_MIN_HIDDEN}: too small to pay)"
+    return f"auto: on this machine's CPUs {cpu}; on GPUs bfloat16 where supported"
+
+
+def model_hidden_size(source: str | None) -> int | None:
+    """``hidden_size`` (or ``d_model``/``n_embd``) of the model at ``source`` (None: unknown)."""
+    if not source:
+        return None
+    import json
+    import os
+
+    try:
+        if os.path.isdir(source):
+            with open(os.path.join(source, "config.json")) as f:
+                cfg = json.load(f)
+        else:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(source).to_dict()
+    except Exception:  # noqa: BLE001 - unknown size: the safe choice (float32) follows
+        return None
+    cfg = cfg.get("text_config") or cfg
+    for key in ("hidden_size", "d_model", "n_embd"):
+        if isinstance(cfg.get(key), int):
+            return cfg[key]
+    return None
 
 
 def cpu_bf16_flags() -> list[str]:

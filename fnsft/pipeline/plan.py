@@ -180,6 +180,7 @@ def check_chat_templates(plan: Plan) -> None:
 
 def describe_plan(plan: Plan) -> str:
     """The human-readable plan printed by ``--dry_run``."""
+    from fnsft.models.precision import describe_torch_dtype
     from fnsft.models.spec import describe_model
 
     cfg = plan.config
@@ -187,7 +188,7 @@ def describe_plan(plan: Plan) -> str:
         "fnsft pipeline plan",
         f"  config:      {plan.config_path or '(in memory)'}",
         f"  model:       {describe_model(cfg.model_name_or_path)}",
-        f"  torch_dtype: {cfg.torch_dtype}",
+        f"  torch_dtype: {describe_torch_dtype(cfg.torch_dtype, cfg.model_name_or_path)}",
         f"  output_dir:  {cfg.output_dir}",
         f"  ray:         {describe_ray(plan)}",
         "  stages:",

@@ -73,6 +73,8 @@ def _timeline(run: RunView) -> str:
         workers = f"{res.get('num_workers', 1)} worker(s) × {share}" + (f", {threads} torch thread(s)" if threads else "")
         if res.get("use_gpu"):
             workers += f" + {res.get('gpus_per_worker', 1)} GPU"
+        if s.metrics.get("compute_dtype"):
+            workers += f", {s.metrics['compute_dtype']}"
         rows.append(
             f"<tr><td>{s.index}</td><td><b>{escape(s.name)}</b></td><td>{_status(s.status)}</td>"
             f"<td class=num>{escape(_duration(s.seconds))}</td><td>{escape(workers)}</td>"
