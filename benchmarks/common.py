@@ -100,9 +100,9 @@ def run_trl_trainer(trainer, warmup: int = 2) -> dict:
 
 
 def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str, resources: dict | None = None,
-                    deepspeed: dict | None = None) -> dict:
-    """Run one fnsft stage (``resources``/``deepspeed`` None: fnsft's defaults); its metrics plus
-    ``startup_s`` (stage start -> first step), ``stage_s``."""
+                    deepspeed: dict | None = None, torch_dtype: str | None = None) -> dict:
+    """Run one fnsft stage (``resources``/``deepspeed``/``torch_dtype`` None: fnsft's defaults); its
+    metrics plus ``startup_s`` (stage start -> first step), ``stage_s``."""
     import shutil
 
     from fnsft.pipeline import Pipeline
@@ -113,6 +113,8 @@ def run_fnsft_stage(model: str, stage: str, stage_config: dict, out: str, resour
         cfg["resources"] = resources
     if deepspeed is not None:
         cfg["deepspeed"] = deepspeed
+    if torch_dtype is not None:
+        cfg["torch_dtype"] = torch_dtype
     t0 = time.time()
     summary = Pipeline.from_dict(cfg).run()
     wall = time.time() - t0

@@ -63,8 +63,8 @@ def run_fnsft(args, out_dir: str) -> dict:
         "generation": {"num_cpus": 2}, "reward": {"num_cpus": 0.25},
         "resources": {"num_workers": 1, "cpus_per_worker": 2},
     }
-    cfg = {"model_name_or_path": args.model, "output_dir": out_dir, "stages": ["rl"],
-           "deepspeed": {"zero_stage": 2}, "stage_configs": {"rl": stage}}
+    cfg = {"model_name_or_path": args.model, "output_dir": out_dir, "stages": ["rl"], "torch_dtype": "float32",
+           "deepspeed": {"zero_stage": 2}, "stage_configs": {"rl": stage}}  # float32: TRL's side runs bf16=False
     t0 = time.time()
     summary = Pipeline.from_dict(cfg).run()
     total = time.time() - t0

@@ -81,7 +81,8 @@ def run_fnsft(data: str, a, defaults: bool, workers: int = 1) -> dict:
     if defaults:
         return run_fnsft_stage(a.model, "sft", stage_config(data, a, True), out)
     return run_fnsft_stage(a.model, "sft", stage_config(data, a, False, a.batch // workers), out,
-                           resources={"num_workers": workers}, deepspeed={"zero_stage": 2})
+                           resources={"num_workers": workers}, deepspeed={"zero_stage": 2},
+                           torch_dtype="float32")  # equal settings: TRL's side runs bf16=False
 
 
 def parse(argv=None):

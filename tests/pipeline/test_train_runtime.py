@@ -1,6 +1,7 @@
 """On a Ray this process started, a stage's Train job runs without Ray Train's cluster-only helper
-actors (placement-group cleaner, preemption watcher, Ray Data's dataset manager); elsewhere Ray
-Train's defaults stay (fnsft.distributed.train_runtime)."""
+actors (placement-group cleaner, preemption watcher, Ray Data's dataset manager, the autoscaling
+coordinator its scaling policy starts); elsewhere Ray Train's defaults stay
+(fnsft.distributed.train_runtime)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,32 @@ def _helpers_started_by_one_job(local: bool, tmp_path) -> set[str]:
     return names & HELPERS
 
 
+def _coordinator():
+    """Ray Data's detached autoscaling coordinator (Ray Train's scaling policy starts it), or None."""
+    import ray
+
+    try:
+        return ray.get_actor("AutoscalingCoordinator", namespace="AutoscalingCoordinator")
+    except ValueError:
+        return None
+
+
 def test_local_ray_leaves_out_train_cluster_helpers(ray_session, tmp_path, monkeypatch):
-    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
+    import ray
+
+    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"):
         monkeypatch.setenv(key, "1")  # recorded by monkeypatch, so what trainer_class sets is undone after
         monkeypatch.delenv(key)
-    assert _helpers_started_by_one_job(False, tmp_path) == HELPERS  # what Ray Train starts by default
+    if _coordinator() is not None:  # left by an earlier test's job
+        ray.kill(_coordinator())
     assert _helpers_started_by_one_job(True, tmp_path) == set()
+    assert _coordinator() is None  # no autoscaler request on a local Ray
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.5"
+    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"):
+        monkeypatch.delenv(key)  # what the local job set stays for the process's later local jobs
+    assert _helpers_started_by_one_job(False, tmp_path) == HELPERS  # what Ray Train starts by default
+    assert _coordinator() is not None
 
 
 def test_started_here_only_for_a_ray_this_process_started(ray_session):
