@@ -44,7 +44,7 @@ def _coordinator():
 def test_local_ray_leaves_out_train_cluster_helpers(ray_session, tmp_path, monkeypatch):
     import ray
 
-    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"):
+    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
         monkeypatch.setenv(key, "1")  # recorded by monkeypatch, so what trainer_class sets is undone after
         monkeypatch.delenv(key)
     if _coordinator() is not None:  # left by an earlier test's job
@@ -52,8 +52,7 @@ def test_local_ray_leaves_out_train_cluster_helpers(ray_session, tmp_path, monke
     assert _helpers_started_by_one_job(True, tmp_path) == set()
     assert _coordinator() is None  # no autoscaler request on a local Ray
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
-    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.5"
-    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"):
+    for key in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
         monkeypatch.delenv(key)  # what the local job set stays for the process's later local jobs
     assert _helpers_started_by_one_job(False, tmp_path) == HELPERS  # what Ray Train starts by default
     assert _coordinator() is not None
