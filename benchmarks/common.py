@@ -192,7 +192,28 @@ def compare(results: dict, only: list[str], rounds: int, run_fnsft: Callable[...
         print("2 workers ZeRO-2 vs 1 worker, same global batch", flush=True)
         results["zero2"] = alternate({"fnsft_2_workers_zero2": lambda: run_fnsft(False, workers=2),
                                       "fnsft_1_worker": lambda: run_fnsft(False)}, rounds)
+    for name in COMPARISONS:
+        if name in only:
+            results[name]["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+            results[name]["settings"] = {k: results["settings"][k] for k in ("steps", "batch", "max_length", "rounds")}
     return results
+
+
+COMPARISONS = ("equal", "defaults", "zero2")
+
+
+def keep_earlier(results: dict, name: str, only: list[str]) -> None:
+    """Comparisons left out of ``--only`` keep their results (with their date and settings) from
+    the earlier ``results/<name>.json``, so one comparison can be rerun alone."""
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        earlier = json.load(f)
+    for key in COMPARISONS:
+        if key not in only and key in earlier:
+            results[key] = {**earlier[key], "date": earlier[key].get("date", earlier.get("date")),
+                            "settings": earlier[key].get("settings", earlier.get("settings"))}
 
 
 def parse_throughput_args(argv, description: str, batch: int, steps_help: str, batch_help: str):

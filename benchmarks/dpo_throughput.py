@@ -21,7 +21,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (REPO, compare, default_training_args, first_lines, parse_throughput_args,  # noqa: E402
-                    fnsft_threads, plain_training_args, run_fnsft_stage, run_trl_trainer, start_ray,
+                    fnsft_threads, keep_earlier, plain_training_args, run_fnsft_stage, run_trl_trainer, start_ray,
                     write_result)
 
 DATA = os.path.join(REPO, "examples", "preferences.jsonl")
@@ -111,6 +111,8 @@ def main(argv=None) -> str:
                "model": a.model, "ray_init_s": start_ray()}
     compare(results, a.only, a.rounds, lambda defaults, workers=1: run_fnsft(data, a, defaults, workers=workers),
             lambda defaults: run_trl(model_dir, data, a, defaults))
+    if not a.quick:
+        keep_earlier(results, "dpo_throughput", a.only)
     results["goals"] = {"equal_ge_1.0": results.get("equal", {}).get("ratio_fnsft_over_trl", 0) >= 1.0}
     return write_result("dpo_throughput_quick" if a.quick else "dpo_throughput", results)
 
