@@ -13,7 +13,7 @@ Contract
 - ``model``: the stage's :class:`~fnsft.models.handle.ModelHandle` (weights in the object store,
   a directory or the hub id); :meth:`load_model` turns it into a ``transformers`` model — override
   it for another head or source (the reward model loads a sequence classifier from a directory).
-- ``dtype``: ``auto`` (bf16/fp16 only on a GPU that has them, else float32), or a torch dtype name.
+- ``dtype``: ``auto`` (:func:`fnsft.models.precision.resolve_precision` for the served model), or a torch dtype name.
 - ``batch_size``: rows per forward/generate call in :meth:`batches` (0 = all at once).
 - ``lora``: a PEFT ``LoraConfig`` when the trainer trains adapters; the served copy is wrapped
   the same way so pushed adapter tensors keep their names.

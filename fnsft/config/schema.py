@@ -103,7 +103,7 @@ class PipelineConfig:
     )
     torch_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
-        metadata={"help": "Weights dtype; auto = bfloat16 on GPUs that support it, else float32."},
+        metadata={"help": "Compute dtype; auto = bfloat16 on GPUs that support it and on AMX-BF16 CPUs for models at least 256 wide, else float32."},
     )
     default_chat_template: Optional[Literal["chatml"]] = field(
         default="chatml",
