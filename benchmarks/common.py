@@ -210,6 +210,8 @@ def keep_earlier(results: dict, name: str, only: list[str]) -> None:
         return
     with open(path) as f:
         earlier = json.load(f)
+    if earlier.get("model") != results.get("model"):
+        return
     for key in COMPARISONS:
         if key not in only and key in earlier:
             results[key] = {**earlier[key], "date": earlier[key].get("date", earlier.get("date")),

@@ -4,7 +4,7 @@
     python benchmarks/sft_dtype.py --full # full fine-tune (float32 master weights, bf16 autocast) -> sft_dtype_full.json
 
 The settings of ``sft_throughput.py``'s ``equal`` comparison (LoRA r16, 8 steps x 8, ``max_length``
-128, length-grouped), only ``torch_dtype`` changes: ``float32`` (fnsft's ``auto`` on a CPU) or
+128, length-grouped), only ``torch_dtype`` changes: ``float32`` (``auto`` on CPUs without AMX-BF16) or
 ``bfloat16`` (autocast, the frozen LoRA base held in bf16). On CPUs with AMX-BF16 the bf16 matmuls
 run on the AMX tiles; without it they are emulated. Alternating order, 2 rounds, median.
 """

@@ -68,7 +68,7 @@ class ModelServer:
         quiet_libraries()
         self.replica = replica
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = resolve_torch_dtype(dtype, self.device.type == "cuda", getattr(model, "source", None))
+        self.dtype = resolve_torch_dtype(dtype, self.device.type == "cuda", model)
         self.batch_size = batch_size
         self.lora_only = lora is not None
         self.model = self.load_model(model)

@@ -205,7 +205,7 @@ def train_worker(config: dict) -> None:
     failed = recorded_failure(job.store, job.key)
     if failed:  # a restarted worker group: the loss went NaN before; retraining would repeat it
         raise NonFiniteLoss(failed)
-    precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model.source)
+    precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model)
     dtype = precision.compute_dtype
     out_dir = os.path.join(c.output_dir, "trainer")
     scratch = os.path.join(c.output_dir, ".scratch")

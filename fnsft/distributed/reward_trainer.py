@@ -111,6 +111,7 @@ def reward_model_worker(config: dict) -> None:
     from fnsft.distributed.finite_guard import guard_trainer
     from fnsft.distributed.hf_worker import _progress_callback, common_training_args, mark_worker
     from fnsft.models.precision import resolve_precision
+    from fnsft.models.spec import resolve_model_path
     from fnsft.utils.console import quiet_libraries
 
     job = config["job"]
@@ -120,7 +121,8 @@ def reward_model_worker(config: dict) -> None:
     torch.manual_seed(c.seed)
     os.makedirs(c.output_dir, exist_ok=True)
     mark_worker(c.output_dir, rank)
-    precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model.source)
+    start = c.reward_model.model_name_or_path  # a model of its own: its own width decides ``auto``
+    precision = resolve_precision(job.torch_dtype, job.use_gpu, resolve_model_path(start) if start else job.model)
     model, tokenizer = load_reward_model(job, rank, precision.load_dtype(trainable=True))
     use_template = c.apply_chat_template and bool(getattr(tokenizer, "chat_template", None))
     train_rows, held_rows = ray.get(job.data["train"]), ray.get(job.data["eval"])
@@ -138,6 +140,7 @@ def reward_model_worker(config: dict) -> None:
     t0 = time.time()
     result = trainer.train()
     metrics["train_seconds"] = time.time() - t0
+    metrics["compute_dtype"], metrics["compute_dtype_reason"] = precision.compute, precision.reason
     metrics.update({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
     metrics.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
     metrics["global_step"] = trainer.state.global_step

@@ -59,7 +59,7 @@ class RLTrainer(RLLearner, RLReport):
         self.rank, self.world, self.device = rank, world, device
         self.spec = get_algorithm(self.c.algorithm)
         # float32 master weights (policy, adapters, value head), compute in the requested dtype.
-        self.precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model.source)
+        self.precision = resolve_precision(job.torch_dtype, job.use_gpu, job.model)
         self.dtype = self.precision.compute_dtype
         self.tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code, self.c.chat_template)
         c = self.c

@@ -34,6 +34,9 @@ class ModelHandle:
     # loading merges the adapter into the loaded base (a resume after the merged copy was dropped).
     adapter: Optional[str] = None
     base: Optional["ModelHandle"] = None
+    # The model's width (config ``hidden_size``), read once by the driver: ``torch_dtype: auto``
+    # on a CPU depends on it, and every process must choose alike (fnsft.models.precision).
+    hidden_size: Optional[int] = None
     # The lazily loaded model and per-tensor sums taken at load time; never copied by
     # dataclasses.replace (init=False) and never pickled (__getstate__).
     _model: Any = field(default=None, init=False, repr=False, compare=False)
@@ -83,6 +86,16 @@ class ModelHandle:
         """Whether the weights exist only as ``base`` + ``adapter`` (see the field comment)."""
         return self.weights is None and not self.path and self.base is not None and bool(self.adapter)
 
+    def model_width(self) -> Optional[int]:
+        """``hidden_size``, else read from the architecture folder (a rebuild: its base's)."""
+        if self.hidden_size is not None:
+            return self.hidden_size
+        if self.is_rebuild:
+            return self.base.model_width()
+        from fnsft.models.precision import model_hidden_size
+
+        return model_hidden_size(self.source)
+
     @property
     def weights_dir(self) -> str:
         """A directory with exactly these weights, when one exists."""
@@ -97,13 +110,13 @@ class ModelHandle:
         return numpy_to_state_dict(ray.get(self.weights), copy=copy)
 
     def load(self, dtype: Any = None, **kwargs):
-        """The model as a ``transformers`` causal LM (float32 on CPU unless ``dtype``)."""
+        """The model as a ``transformers`` causal LM, in ``dtype`` or the compute dtype of ``torch_dtype``."""
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
         from fnsft.models.loading import resolve_torch_dtype
 
-        dtype = dtype or resolve_torch_dtype(self.torch_dtype, torch.cuda.is_available())
+        dtype = dtype or resolve_torch_dtype(self.torch_dtype, torch.cuda.is_available(), self)
         if self.is_rebuild:
             from fnsft.models.adapters import merge_adapter
 

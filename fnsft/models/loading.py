@@ -11,13 +11,13 @@ from fnsft.models.builtin import CHATML_TEMPLATE
 log = logging.getLogger(__name__)
 
 
-def resolve_torch_dtype(name: str, on_gpu: bool, model_source: str | None = None):
-    """The compute dtype of YAML ``torch_dtype`` for the model at ``model_source`` (``auto``:
+def resolve_torch_dtype(name: str, on_gpu: bool, model=None):
+    """The compute dtype of YAML ``torch_dtype`` for ``model`` (a handle or a folder; ``auto``:
     :func:`fnsft.models.precision.resolve_precision`). Frozen copies load in it; training loads
     trainable weights in float32 (:mod:`fnsft.models.precision`)."""
     from fnsft.models.precision import resolve_precision
 
-    return resolve_precision(name, on_gpu, model_source).compute_dtype
+    return resolve_precision(name, on_gpu, model).compute_dtype
 
 
 # The chat template for models whose tokenizer has none (e.g. microsoft/DialoGPT-medium, base

@@ -98,11 +98,12 @@ class Precision:
 CPU_BF16_MIN_HIDDEN = 256
 
 
-def resolve_precision(torch_dtype: str, on_gpu: bool, model_source: str | None = None) -> Precision:
+def resolve_precision(torch_dtype: str, on_gpu: bool, model=None) -> Precision:
     """The stage's precision from YAML ``torch_dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``).
 
     ``auto``: bfloat16 on GPUs that support it natively; on a CPU with AMX-BF16 when the model
-    (``model_source``, its config's ``hidden_size``) is at least ``CPU_BF16_MIN_HIDDEN`` wide;
+    (a :class:`~fnsft.models.handle.ModelHandle` or a model folder: its config's ``hidden_size``)
+    is at least ``CPU_BF16_MIN_HIDDEN`` wide;
     else float32. TRL's configs default ``bf16=True`` everywhere, so the choice is made here: on a
     CPU without native bf16 it is emulated (~15x slower).
     """
@@ -115,7 +116,7 @@ def resolve_precision(torch_dtype: str, on_gpu: bool, model_source: str | None =
                              "auto: GPU with bf16" if ok else "auto: GPU without bf16")
         if not cpu_has_native_bf16():
             return Precision("float32", False, "auto: CPU without AMX-BF16 (bf16 would be emulated)")
-        hidden = model_hidden_size(model_source)
+        hidden = model_hidden_size(model) if model is None or isinstance(model, str) else model.model_width()
         if hidden is not None and hidden >= CPU_BF16_MIN_HIDDEN:
             return Precision("bfloat16", False, f"auto: CPU with AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN}")
         return Precision("float32", False, f"auto: CPU with AMX-BF16, hidden size {hidden} < {CPU_BF16_MIN_HIDDEN} "
@@ -125,6 +126,15 @@ def resolve_precision(torch_dtype: str, on_gpu: bool, model_source: str | None =
     if not on_gpu and torch_dtype in HALF and not (torch_dtype == "bfloat16" and cpu_has_native_bf16()):
         log.warning("torch_dtype=%s on CPU is emulated and slow; weights stay float32", torch_dtype)
     return Precision(torch_dtype, on_gpu, "set in the config")
+
+
+def dtype_fingerprint(torch_dtype: str, hidden: int | None) -> str:
+    """``torch_dtype`` as a run's fingerprint records it: ``auto`` that now trains in bf16 on this
+    CPU (AMX-BF16, wide model) is recorded as such, so an output folder finished when ``auto``
+    meant float32 here is rerun, not resumed into a run of mixed dtypes."""
+    if torch_dtype == "auto" and hidden is not None and hidden >= CPU_BF16_MIN_HIDDEN and cpu_has_native_bf16():
+        return "auto:cpu-bfloat16"
+    return torch_dtype
 
 
 def describe_torch_dtype(torch_dtype: str, model_spec: str) -> str:

@@ -97,6 +97,7 @@ class Pipeline:
         """The pipeline's incoming model handle and tokenizer, and the report's base column."""
         from fnsft.distributed.worker_output import quiet_driver_libraries
         from fnsft.models.handle import ModelHandle
+        from fnsft.models.precision import dtype_fingerprint, model_hidden_size
         from fnsft.models.spec import resolve_model_path
 
         cfg = self.config
@@ -104,9 +105,11 @@ class Pipeline:
         if not verbose:
             quiet_driver_libraries()
         source = resolve_model_path(cfg.model_name_or_path)
+        hidden = model_hidden_size(source)
         handle = ModelHandle(source=source, trust_remote_code=cfg.trust_remote_code,
-                             torch_dtype=cfg.torch_dtype,
-                             fingerprint=fingerprint(cfg.model_name_or_path, cfg.torch_dtype, paths_fingerprint([source])))
+                             torch_dtype=cfg.torch_dtype, hidden_size=hidden,
+                             fingerprint=fingerprint(cfg.model_name_or_path, dtype_fingerprint(cfg.torch_dtype, hidden),
+                                                     paths_fingerprint([source])))
         tokenizer = self._base_tokenizer(handle)
         timings = {"model_ready_s": round(time.time() - t0, 3)}
         log.info("Model %s ready in %.1fs", cfg.model_name_or_path, timings["model_ready_s"])

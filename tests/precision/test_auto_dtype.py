@@ -45,6 +45,22 @@ def test_auto_follows_the_cpu_and_the_model_width(tmp_path, monkeypatch, amx):
     assert "float32" in precision.describe_torch_dtype("auto", TINY) and precision.describe_torch_dtype("float32", TINY) == "float32"
 
 
+def test_a_handle_gives_every_process_the_drivers_width(tmp_path, monkeypatch):
+    """A rebuild handle (adapter folder + base) resolves from its base's width, as the stage did."""
+    from fnsft.models.handle import ModelHandle
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    wide = _model_dir(tmp_path, 256)
+    base = ModelHandle(source=wide, hidden_size=None)
+    rebuild = ModelHandle(source=str(tmp_path), adapter=str(tmp_path), base=base)
+    assert base.model_width() == 256 and rebuild.model_width() == 256
+    assert precision.resolve_precision("auto", False, rebuild).compute == "bfloat16"
+    told = ModelHandle(source=str(tmp_path), hidden_size=64)  # the driver's reading wins over the folder
+    assert precision.resolve_precision("auto", False, told).compute == "float32"
+    assert precision.dtype_fingerprint("auto", 256) == "auto:cpu-bfloat16"
+    assert precision.dtype_fingerprint("auto", 64) == "auto" and precision.dtype_fingerprint("float32", 256) == "float32"
+
+
 def test_plan_shows_what_auto_chose(tmp_path):
     from fnsft.pipeline.plan import build_plan, describe_plan
 
@@ -61,6 +77,10 @@ def test_sft_stage_trains_in_the_dtype_auto_chose(tmp_path, ray_session):
     cfg = tiny_sft_config(tmp_path / "o", num_train_epochs=3)
     cfg.update(model_name_or_path=_model_dir(tmp_path, 256), resources={"num_workers": 1})
     m = Pipeline.from_dict(cfg).run()["stages"]["sft"]["metrics"]
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
     want = "bfloat16" if precision.cpu_has_native_bf16() else "float32"
     assert m["compute_dtype"] == want, m.get("compute_dtype_reason")
     assert m["eval_loss"] < 0.9 * m["before_eval_loss"], m
