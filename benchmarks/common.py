@@ -218,13 +218,13 @@ def keep_earlier(results: dict, name: str, only: list[str]) -> None:
                             "settings": earlier[key].get("settings", earlier.get("settings"))}
 
 
-def parse_throughput_args(argv, description: str, batch: int, steps_help: str, batch_help: str):
+def parse_throughput_args(argv, description: str, batch: int, steps_help: str, batch_help: str, steps: int = 8):
     """The SFT/DPO benchmarks' command line; ``--quick``: the tiny model, a few steps (checks the script runs)."""
     import argparse
 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default=SMOLLM2)
-    p.add_argument("--steps", type=int, default=8, help=steps_help)
+    p.add_argument("--steps", type=int, default=steps, help=steps_help)
     p.add_argument("--batch", type=int, default=batch, help=batch_help)
     p.add_argument("--max_length", type=int, default=128)
     p.add_argument("--rounds", type=int, default=2)

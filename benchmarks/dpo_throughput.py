@@ -1,6 +1,6 @@
 """fnsft's DPO stage vs a plain TRL DPOTrainer on the shipped preference pairs: useful tokens/s.
 
-    python benchmarks/dpo_throughput.py            # SmolLM2-135M, ~15 min on 2 quiet cores
+    python benchmarks/dpo_throughput.py            # SmolLM2-135M, 16 steps, ~15 min on 2 quiet cores
     python benchmarks/dpo_throughput.py --quick    # the tiny model, seconds per run (CI smoke)
 
 Writes benchmarks/results/dpo_throughput.json (``--quick``: dpo_throughput_quick.json). Both
@@ -96,7 +96,7 @@ def run_fnsft(data: str, a, defaults: bool, workers: int = 1) -> dict:
 
 def parse(argv=None):
     return parse_throughput_args(argv, __doc__.splitlines()[0], 4, "optimizer steps per run (first 2 are warm-up)",
-                                 "global pairs per step (2 workers: half each)")
+                                 "global pairs per step (2 workers: half each)", steps=16)
 
 
 def main(argv=None) -> str:

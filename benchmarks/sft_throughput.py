@@ -1,6 +1,6 @@
 """fnsft's SFT stage vs a plain TRL SFTTrainer on the shipped Alpaca-style data: useful tokens/s.
 
-    python benchmarks/sft_throughput.py            # SmolLM2-135M, ~15 min on 2 quiet cores
+    python benchmarks/sft_throughput.py            # SmolLM2-135M, 24 steps, ~20 min on 2 quiet cores
     python benchmarks/sft_throughput.py --quick    # the tiny model, seconds per run (CI smoke)
 
 Writes benchmarks/results/sft_throughput.json (``--quick``: sft_throughput_quick.json). Three
@@ -87,7 +87,7 @@ def run_fnsft(data: str, a, defaults: bool, workers: int = 1) -> dict:
 
 def parse(argv=None):
     return parse_throughput_args(argv, __doc__.splitlines()[0], 8, "optimizer steps per run (one epoch over steps x batch examples)",
-                                 "global batch (the 2-worker run takes half per worker)")
+                                 "global batch (the 2-worker run takes half per worker)", steps=24)
 
 
 def main(argv=None) -> str:
