@@ -114,13 +114,9 @@ def resolve_precision(torch_dtype: str, on_gpu: bool, model=None) -> Precision:
             ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
             return Precision("bfloat16" if ok else "float32", on_gpu,
                              "auto: GPU with bf16" if ok else "auto: GPU without bf16")
-        if not cpu_has_native_bf16():
-            return Precision("float32", False, "auto: CPU without AMX-BF16 (bf16 would be emulated)")
         hidden = model_hidden_size(model) if model is None or isinstance(model, str) else model.model_width()
-        if hidden is not None and hidden >= CPU_BF16_MIN_HIDDEN:
-            return Precision("bfloat16", False, f"auto: CPU with AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN}")
-        return Precision("float32", False, f"auto: CPU with AMX-BF16, hidden size {hidden} < {CPU_BF16_MIN_HIDDEN} "
-                                           "(matmuls too small for bf16 to pay)")
+        compute, why = _auto_on_cpu(hidden)
+        return Precision(compute, False, f"auto: CPU, {why}")
     if torch_dtype not in ("float32",) + HALF:
         raise ValueError(f"torch_dtype: {torch_dtype!r} (accepted: auto, float32, bfloat16, float16)")
     if not on_gpu and torch_dtype in HALF and not (torch_dtype == "bfloat16" and cpu_has_native_bf16()):
@@ -128,11 +124,22 @@ def resolve_precision(torch_dtype: str, on_gpu: bool, model=None) -> Precision:
     return Precision(torch_dtype, on_gpu, "set in the config")
 
 
+def _auto_on_cpu(hidden: int | None) -> tuple[str, str]:
+    """What ``auto`` computes in on this CPU for a model ``hidden`` wide (None: unknown), and why."""
+    if not cpu_has_native_bf16():
+        return "float32", "no AMX-BF16: bf16 would be emulated"
+    if hidden is None:
+        return "float32", "AMX-BF16, but the model's width is unknown"
+    if hidden >= CPU_BF16_MIN_HIDDEN:
+        return "bfloat16", f"AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN}"
+    return "float32", f"AMX-BF16, but hidden size {hidden} < {CPU_BF16_MIN_HIDDEN}: too small to pay"
+
+
 def dtype_fingerprint(torch_dtype: str, hidden: int | None) -> str:
     """``torch_dtype`` as a run's fingerprint records it: ``auto`` that now trains in bf16 on this
     CPU (AMX-BF16, wide model) is recorded as such, so an output folder finished when ``auto``
     meant float32 here is rerun, not resumed into a run of mixed dtypes."""
-    if torch_dtype == "auto" and hidden is not None and hidden >= CPU_BF16_MIN_HIDDEN and cpu_has_native_bf16():
+    if torch_dtype == "auto" and _auto_on_cpu(hidden)[0] == "bfloat16":
         return "auto:cpu-bfloat16"
     return torch_dtype
 
@@ -147,14 +154,11 @@ def describe_torch_dtype(torch_dtype: str, model_spec: str) -> str:
 
     path = os.path.expanduser(model_spec)
     hidden = BUILTIN_HIDDEN_SIZES.get(model_spec) or (model_hidden_size(path) if os.path.isdir(path) else None)
-    if not cpu_has_native_bf16():
-        cpu = "float32 (no AMX-BF16: bf16 would be emulated)"
-    elif hidden is None:
+    if hidden is None and cpu_has_native_bf16():
         cpu = f"bfloat16 if the model is at least {CPU_BF16_MIN_HIDDEN} wide (AMX-BF16), else float32"
-    elif hidden >= CPU_BF16_MIN_HIDDEN:
-        cpu = f"bfloat16 (AMX-BF16, hidden size {hidden} >= {CPU_BF16_MIN_HIDDEN})"
     else:
-        cpu = f"float32 (AMX-BF16, but hidden size {hidden} < {CPU_BF16_MIN_HIDDEN}: too small to pay)"
+        compute, why = _auto_on_cpu(hidden)
+        cpu = f"{compute} ({why})"
     return f"auto: on this machine's CPUs {cpu}; on GPUs bfloat16 where supported"
 
 

@@ -36,7 +36,7 @@ def test_auto_follows_the_cpu_and_the_model_width(tmp_path, monkeypatch, amx):
     wide, narrow = _model_dir(tmp_path, 256), materialize_builtin(TINY)
     got = precision.resolve_precision("auto", False, wide)
     assert got.compute == ("bfloat16" if amx else "float32") and got.bf16 == amx
-    assert ("hidden size 256 >= 256" if amx else "without AMX-BF16") in got.reason
+    assert ("hidden size 256 >= 256" if amx else "no AMX-BF16") in got.reason
     assert precision.resolve_precision("auto", False, narrow).compute == "float32"  # 64 wide: 0.53x in bf16
     assert precision.resolve_precision("auto", False, None).compute == "float32"  # unknown width: the safe choice
     assert precision.resolve_precision("float32", False, wide).compute == "float32"  # asked for: kept
