@@ -128,7 +128,7 @@ def _build_tiny_llama(out_dir: str) -> None:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=len(hf_tok), hidden_size=BUILTIN_HIDDEN_SIZES[TINY_LLAMA], intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
         pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False,
