@@ -54,14 +54,16 @@ def fnsft_threads() -> int:
 
 
 def plain_training_args(out_dir: str, steps: int, batch: int, lr: float, sampling: str = "random") -> dict:
-    """Equal settings on the TRL side: fp32 (TRL defaults bf16=True, even on CPU), the same
-    sampler as fnsft, no checkpoints, non-padding tokens counted."""
+    """Equal settings on the TRL side: fp32 (TRL defaults bf16=True, even on CPU), no gradient
+    checkpointing (TRL defaults it on; fnsft off), the same sampler as fnsft, no checkpoints,
+    non-padding tokens counted."""
     import torch
 
     on_gpu = torch.cuda.is_available()
     return dict(output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
                 logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-                bf16=False, fp16=False, use_cpu=not on_gpu, train_sampling_strategy=sampling,
+                bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=not on_gpu,
+                train_sampling_strategy=sampling,
                 include_num_input_tokens_seen="non_padding", seed=0)
 
 

@@ -54,7 +54,8 @@ def common_training_args(job, out_dir: str, precision) -> dict[str, Any]:
         weight_decay=c.weight_decay,
         max_grad_norm=c.max_grad_norm,
         optim=c.optim,
-        **({"gradient_checkpointing": True} if c.gradient_checkpointing else {}),
+        # Always said: TRL's configs default it to True, which recomputes every forward (~1.3x slower) unasked.
+        gradient_checkpointing=c.gradient_checkpointing,
         logging_steps=c.logging_steps,
         report_to=[r for r in c.report_to if r != "none"] or "none",
         save_strategy="steps" if c.save_steps > 0 else "no",
@@ -187,6 +188,7 @@ def train_worker(config: dict) -> None:
     from datasets import Dataset
 
     from fnsft.distributed.finite_guard import NonFiniteLoss, guard_trainer, record_failure, recorded_failure
+    from fnsft.distributed.lm_head import compact_labelled_positions
     from fnsft.distributed.resume import (FinishedAtCheckpoint, finished_run_metrics, hf_checkpoint_step,
                                          restored_checkpoint, stop_if_finished)
     from fnsft.distributed.worker_stats import gather_peak_rss, throughput_meter, zero3_init, zero3_load_stats
@@ -212,6 +214,7 @@ def train_worker(config: dict) -> None:
     os.makedirs(out_dir, exist_ok=True)
     mark_worker(c.output_dir, rank)
     import_worker_libraries(job)
+    compacts = compact_labelled_positions()  # TRL's LM head skips prompt and padding positions on CPU too
     marks("worker_imports")
 
     tokenizer = load_tokenizer(job.model.source, job.model.trust_remote_code,
@@ -252,6 +255,7 @@ def train_worker(config: dict) -> None:
 
     metrics["torch_threads"] = torch.get_num_threads()  # the worker's CPU share (fnsft.distributed.placement)
     metrics["compute_dtype"], metrics["compute_dtype_reason"] = precision.compute, precision.reason
+    metrics["lm_head_positions"] = "labelled" if compacts else "trl default"
     # A restarted worker group, or a rerun after a driver crash, continues from the newest
     # complete checkpoint, read in place by every rank (no copy, no race between ranks).
     with restored_checkpoint() as resume:

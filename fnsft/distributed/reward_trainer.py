@@ -91,10 +91,7 @@ def build_reward_trainer(job, model, tokenizer, train_dataset, eval_dataset, arg
     from trl import RewardConfig, RewardTrainer
 
     c, rm = job.stage_config, job.stage_config.reward_model
-    args = dict(args)
-    args.pop("gradient_checkpointing", None)
     config = RewardConfig(**args, max_length=rm.max_length, center_rewards_coefficient=rm.center_rewards_coefficient,
-                          gradient_checkpointing=c.gradient_checkpointing,  # TRL's default is on: slow for no need
                           prediction_loss_only=True)
     return RewardTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer)

@@ -94,3 +94,13 @@ def test_bf16_master_keeps_updates_that_bf16_weights_round_away():
     step = torch.full_like(w, 1e-4)
     assert torch.equal((w.bfloat16() - step.bfloat16()), w.bfloat16())  # bf16: 1 - 1e-4 rounds to 1
     assert not torch.equal(w - step, w)
+
+
+@pytest.mark.parametrize("kind", ["sft", "dpo"])
+def test_gradient_checkpointing_is_what_the_stage_says(tmp_path, kind):
+    """fnsft's default (off) reaches TRL, whose configs would otherwise switch it on unasked."""
+    trainer, _ = build_worker_trainer(tmp_path / "default", kind, "float32")
+    assert trainer.args.gradient_checkpointing is False
+    assert not trainer.model.is_activation_checkpointing
+    trainer, _ = build_worker_trainer(tmp_path / "asked", kind, "float32", gradient_checkpointing=True)
+    assert trainer.args.gradient_checkpointing is True
