@@ -34,6 +34,7 @@ def test_zero3_builds_partitioned_and_reports_tokens_and_memory(tmp_path, ray_se
     assert len(m["worker_peak_rss_mb"]) == 2 and min(m["worker_peak_rss_mb"]) > 50
     assert m["worker_peak_rss_mb_max"] == max(m["worker_peak_rss_mb"]) and m["driver_peak_rss_mb"] > 50
     assert "length-grouped" in m["batching"]
+    assert m["lm_head_positions"] == "labelled"  # TRL's fused LM head skips prompt and padding on CPU too
     on_disk = json.load(open(os.path.join(cfg["output_dir"], "pipeline_summary.json")))
     assert on_disk["stages"]["sft"]["metrics"]["useful_tokens_per_second"] == m["useful_tokens_per_second"]
     log = open(os.path.join(cfg["output_dir"], "pipeline_training.log")).read()
