@@ -150,7 +150,8 @@ def _entropy(z, log_z, filtered: bool):
 def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=None,
                        need_logits: bool = False, detach_value_input: bool = False,
                        need_hidden: bool = False, need_entropy: bool = False,
-                       top_k: int = 0, top_p: float = 1.0, entropy_grad: bool = True) -> dict:
+                       top_k: int = 0, top_p: float = 1.0, entropy_grad: bool = True,
+                       share_prompts: bool = True) -> dict:
     """Score the completions of a padded batch in one forward pass.
 
     ``batch`` holds torch tensors ``prompt_ids, prompt_mask, completion_ids, completion_mask``.
@@ -162,9 +163,12 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     filtered; TRPO's KL), ``values (B, C)`` when a ``value_head`` is given (the value of the
     state before each token, computed in the head's dtype; ``detach_value_input`` keeps the
     critic's gradient out of the policy, as TRPO needs), and ``hidden (B, C, H)`` (the last
-    hidden states the critic reads) when ``need_hidden``.
+    hidden states the critic reads) when ``need_hidden``. Rows that repeat a prompt share one
+    pass over it (``share_prompts``; :mod:`fnsft.actors.shared_prompt`), same logits.
     """
     import torch
+
+    from fnsft.actors.shared_prompt import can_share, shared_prompt_logits
 
     p_ids, c_ids = batch["prompt_ids"], batch["completion_ids"]
     input_ids = torch.cat([p_ids, c_ids], dim=1)
@@ -172,12 +176,17 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     # Left padding: positions count real tokens only, as during generation.
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     P, C = p_ids.shape[1], c_ids.shape[1]
-    kwargs = {"logits_to_keep": C + 1} if accepts_logits_to_keep(model) else {}
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
-                output_hidden_states=value_head is not None or need_hidden, use_cache=False, **kwargs)
-    # With logits_to_keep the LM head runs on the last C + 1 positions only (P - 1 ... P + C - 1):
-    # the prompt's logits are never needed, and on a 49k vocabulary they cost a fifth of the pass.
-    raw = out.logits[:, :C] if kwargs else out.logits[:, P - 1 : P + C - 1]
+    raw = None
+    if share_prompts and value_head is None and not need_hidden and can_share(model, batch, accepts_logits_to_keep(model)):
+        # A repeated prompt (GRPO's num_generations) runs once (fnsft.actors.shared_prompt).
+        raw = shared_prompt_logits(model, batch, position_ids)
+    if raw is None:
+        kwargs = {"logits_to_keep": C + 1} if accepts_logits_to_keep(model) else {}
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
+                    output_hidden_states=value_head is not None or need_hidden, use_cache=False, **kwargs)
+        # With logits_to_keep the LM head runs on the last C + 1 positions only (P - 1 ... P + C - 1):
+        # the prompt's logits are never needed, and on a 49k vocabulary they cost a fifth of the pass.
+        raw = out.logits[:, :C] if kwargs else out.logits[:, P - 1 : P + C - 1]
     logprobs, entropy = _token_logprobs(raw, c_ids, temperature, top_k, top_p, need_entropy, entropy_grad)
     result = {"logprobs": logprobs}
     if need_entropy:
