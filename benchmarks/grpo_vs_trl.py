@@ -2,8 +2,8 @@
 
 Run (from the repository root)::
 
-    python benchmarks/grpo_vs_trl.py                                # SmolLM2-135M-Instruct, ≈7 min
-    python benchmarks/grpo_vs_trl.py --model builtin:tiny-llama --steps 8   # framework overhead, ≈2 min
+    python benchmarks/grpo_vs_trl.py                                # SmolLM2-135M-Instruct, 2 rounds, ≈7 min
+    python benchmarks/grpo_vs_trl.py --model builtin:tiny-llama --steps 8   # framework overhead, ≈4 min
 
 Both run in this one process (fnsft's roles and Train worker are Ray processes it starts):
 the same prompts (examples/arithmetic), chat template, reward (share of completion characters
@@ -11,8 +11,9 @@ in "the"), ``num_generations``, ``max_completion_length``, batch (one optimizer 
 generation round, no KL/reference: TRL's default ``beta=0``), learning rate and number of
 steps, full fine-tuning. Both use float32 and 2 threads for the model math. Seconds per
 iteration are the mean over iterations after the first (warm-up) one; start-up (Ray Train job,
-actor start, TRL's trainer construction) is reported separately. Writes
-benchmarks/results/grpo_vs_trl_<model>.json.
+actor start, TRL's trainer construction) is reported separately. fnsft and TRL alternate
+(``--rounds``, default 2: fnsft→TRL, then TRL→fnsft); the median over rounds is reported, each
+run beside it. Writes benchmarks/results/grpo_vs_trl_<model>.json.
 
 SmolLM2 (a real 135M model) is the comparison that matters; the tiny model (a few hundred
 thousand weights, ~50 ms per iteration) measures fnsft's fixed cost per iteration: the Ray
@@ -151,6 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--num-generations", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=1e-5)
+    p.add_argument("--rounds", type=int, default=2, help="fnsft and TRL alternate (fnsft first in round 0)")
     p.add_argument("--out", default=None, help="default: benchmarks/results/grpo_vs_trl_<model>.json")
     p.add_argument("--work-dir", default="/tmp/fnsft_bench_grpo")
     args = p.parse_args(argv)
@@ -158,20 +160,23 @@ def main(argv=None) -> int:
         slug = args.model.split(":")[-1].split("/")[-1].split("-instruct")[0]
         args.out = os.path.join(HERE, "results", f"grpo_vs_trl_{slug}.json")
 
-    import ray
-
-    from fnsft.config.schema import RayConfig
-    from fnsft.distributed.ray_runtime import ensure_ray
-
-    ensure_ray(RayConfig(num_cpus=6))  # as a user's local run starts Ray (the learner + role actors' CPUs)
+    runs: dict[str, list[dict]] = {"fnsft": [], "trl": []}
+    order = []
     load_before = os.getloadavg()[0]  # other work on the machine skews both timings
-    fnsft = run_fnsft(args, os.path.join(args.work_dir, "fnsft"))
-    ray.shutdown()  # free the CPUs for TRL
-    trl = run_trl(args, os.path.join(args.work_dir, "trl"))
+    for r in range(args.rounds):
+        for side in (("fnsft", "trl") if r % 2 == 0 else ("trl", "fnsft")):
+            load = os.getloadavg()[0]
+            m = _fnsft_once(args, r) if side == "fnsft" else run_trl(args, os.path.join(args.work_dir, f"trl{r}"))
+            m["load_average_1m_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+            runs[side].append(m)
+            order.append(side)
+            print(f"  {side}: {m['seconds_per_iteration']:.2f} s/iteration", flush=True)
+    fnsft, trl = _median_of(runs["fnsft"]), _median_of(runs["trl"])
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": _torch_version(),
         "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts,
         "num_generations": args.num_generations, "max_completion_length": args.max_new_tokens,
+        "rounds": args.rounds, "order": order,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU" if not _has_gpu() else platform.node(),
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "fnsft": fnsft, "trl": trl,
@@ -182,6 +187,34 @@ def main(argv=None) -> int:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _fnsft_once(args, r: int) -> dict:
+    """One fnsft run in a Ray started as a user's local run starts it, shut down after (TRL's
+    side then has the CPUs to itself)."""
+    import ray
+
+    from fnsft.config.schema import RayConfig
+    from fnsft.distributed.ray_runtime import ensure_ray
+
+    ensure_ray(RayConfig(num_cpus=6))  # the learner + role actors' CPUs
+    try:
+        return run_fnsft(args, os.path.join(args.work_dir, f"fnsft{r}"))
+    finally:
+        ray.shutdown()
+
+
+def _median_of(runs: list[dict]) -> dict:
+    """The median seconds per iteration (and its parts) over the rounds, with every run beside it."""
+    import statistics
+
+    med = lambda get: round(statistics.median(get(m) for m in runs), 4)  # noqa: E731
+    out = {"seconds_per_iteration": med(lambda m: m["seconds_per_iteration"]), "runs": runs}
+    if "time_split_seconds" in runs[0]:
+        out["time_split_seconds"] = {k: med(lambda m: m["time_split_seconds"][k]) for k in runs[0]["time_split_seconds"]}
+    if runs[0].get("generation_seconds_per_iteration") is not None:
+        out["generation_seconds_per_iteration"] = med(lambda m: m["generation_seconds_per_iteration"])
+    return out
 
 
 def _torch_version() -> str:
