@@ -18,6 +18,24 @@ from __future__ import annotations
 from typing import Optional
 
 
+# Layers whose cache is keys and values that a continued pass only reads (transformers' layer_types).
+ATTENTION_LAYERS = {"full_attention", "sliding_attention"}
+
+
+def _expandable(cache) -> bool:
+    """A transformers Cache whose every layer holds keys/values (DynamicLayer and its sliding
+    window): expanding those by index_select is exact and the continued pass only appends."""
+    try:
+        from transformers.cache_utils import Cache, DynamicLayer, LinearAttentionCacheLayerMixin
+    except ImportError:  # an older transformers: its caches are key/value only
+        from transformers.cache_utils import Cache
+
+        return isinstance(cache, Cache) and hasattr(cache, "reorder_cache")
+    layers = getattr(cache, "layers", None)
+    return (isinstance(cache, Cache) and layers is not None and
+            all(isinstance(l, DynamicLayer) and not isinstance(l, LinearAttentionCacheLayerMixin) for l in layers))
+
+
 def prompt_groups(prompt_ids, prompt_mask):
     """``(unique_rows, index)``: the distinct prompt rows and, for every row, its distinct row's
     number; ``None`` when no prompt repeats (nothing to share)."""
@@ -39,6 +57,10 @@ def can_share(model, batch: dict, takes_logits_to_keep: bool) -> bool:
     if batch["prompt_ids"].shape[1] < 2 or batch["completion_ids"].shape[1] < 2 or not takes_logits_to_keep:
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if not set(getattr(text, "layer_types", None) or ()) <= ATTENTION_LAYERS:
+        return False  # linear-attention / state-space layers: their cache is a running state
     checkpointing = getattr(base, "is_activation_checkpointing", None)
     if checkpointing is None:  # transformers < 5.x's name
         checkpointing = getattr(base, "is_gradient_checkpointing", False)
@@ -72,7 +94,9 @@ def shared_prompt_logits(model, batch: dict, position_ids) -> Optional[object]:
     head = model(input_ids=p_ids[first], attention_mask=p_mask[first], position_ids=position_ids[first, :P],
                  use_cache=True, logits_to_keep=1)
     name = _cache_kwarg(model)
-    cache = getattr(head, name, None) or head.past_key_values
+    cache = getattr(head, name, None) or getattr(head, "past_key_values", None)
+    if not _expandable(cache):  # e.g. a remote-code model's tuple cache: the full pass instead
+        return None
     cache.reorder_cache(index)  # index_select along the batch: differentiable, one copy per row
     # The completions on top; the last completion token predicts nothing that is scored.
     tail = model(input_ids=c_ids[:, :C - 1], attention_mask=torch.cat([p_mask, c_mask[:, :C - 1]], dim=1),

@@ -90,7 +90,7 @@ def build_reward_trainer(job, model, tokenizer, train_dataset, eval_dataset, arg
     """TRL's RewardTrainer for ``rlaif.reward_model`` (datasets already tokenized: ``chosen_ids``...)."""
     from trl import RewardConfig, RewardTrainer
 
-    c, rm = job.stage_config, job.stage_config.reward_model
+    rm = job.stage_config.reward_model
     config = RewardConfig(**args, max_length=rm.max_length, center_rewards_coefficient=rm.center_rewards_coefficient,
                           prediction_loss_only=True)
     return RewardTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,

@@ -51,7 +51,9 @@ def policy_value_module(policy, value_head, precision=None, top_k: int = 0, top_
                                           self.value_head if with_value else None,
                                           need_logits=need_logits, detach_value_input=detach_value_input,
                                           need_entropy=need_entropy, entropy_grad=entropy_grad,
-                                          top_k=top_k, top_p=top_p)
+                                          top_k=top_k, top_p=top_p,
+                                          # with a critic every pass takes the full path: ratios start at 1
+                                          share_prompts=self.value_head is None)
 
     return PolicyValueModel()
 

@@ -87,3 +87,17 @@ def test_distinct_prompts_and_critics_keep_the_single_pass():
         completion_forward(model, _group_batch(), value_head=ValueHead.build(model.config.hidden_size))
     handle.remove()
     assert len(seen) == 2 and all(s[1] == 7 + 6 for s in seen)
+
+
+def test_linear_attention_layers_keep_the_single_pass():
+    """A hybrid model's linear-attention cache is a running state, updated in place: no sharing."""
+    from fnsft.actors.shared_prompt import can_share
+
+    model, batch = _model(), _group_batch()
+    assert can_share(model, batch, True)
+    model.config.layer_types = ["linear_attention", "full_attention"]
+    assert not can_share(model, batch, True)
+    model.config.layer_types = ["sliding_attention", "full_attention"]
+    assert can_share(model, batch, True)
+    model.gradient_checkpointing_enable()  # HF turns the cache off in training then
+    assert not can_share(model, batch, True)
