@@ -177,7 +177,8 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     P, C = p_ids.shape[1], c_ids.shape[1]
     raw = None
-    if share_prompts and value_head is None and not need_hidden and can_share(model, batch, accepts_logits_to_keep(model)):
+    full_pass_needed = value_head is not None or need_hidden  # every position's hidden state
+    if share_prompts and not full_pass_needed and can_share(model, batch, accepts_logits_to_keep(model)):
         # A repeated prompt (GRPO's num_generations) runs once (fnsft.actors.shared_prompt).
         raw = shared_prompt_logits(model, batch, position_ids)
     if raw is None:

@@ -37,8 +37,8 @@ def _expandable(cache) -> bool:
 
 
 def prompt_groups(prompt_ids, prompt_mask):
-    """``(unique_rows, index)``: the distinct prompt rows and, for every row, its distinct row's
-    number; ``None`` when no prompt repeats (nothing to share)."""
+    """``(first, index)``: the row of each distinct prompt's first copy and, for every row, the
+    number of its distinct prompt; ``None`` when no prompt repeats (nothing to share)."""
     import torch
 
     key = torch.cat([prompt_ids, prompt_mask.to(prompt_ids.dtype)], dim=1)
@@ -52,8 +52,8 @@ def prompt_groups(prompt_ids, prompt_mask):
 
 def can_share(model, batch: dict, takes_logits_to_keep: bool) -> bool:
     """Whether the shared-prompt pass applies: a prompt longer than one token and at least two
-    completion columns, an HF causal LM with ``logits_to_keep``, no activation checkpointing in
-    training (HF turns the KV cache off there)."""
+    completion columns, an HF causal LM with ``logits_to_keep`` and only (full or sliding-window)
+    attention layers, no activation checkpointing in training (HF turns the KV cache off there)."""
     if batch["prompt_ids"].shape[1] < 2 or batch["completion_ids"].shape[1] < 2 or not takes_logits_to_keep:
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -80,7 +80,8 @@ def _cache_kwarg(model) -> str:
 
 def shared_prompt_logits(model, batch: dict, position_ids) -> Optional[object]:
     """Logits ``(B, C, V)`` scoring each completion token (column t predicts token t), or ``None``
-    when no prompt repeats. ``position_ids``: those of the full ``[prompt, completion]`` rows."""
+    (then the caller runs the full pass) when no prompt repeats or the model's cache is not one of
+    keys and values. ``position_ids``: those of the full ``[prompt, completion]`` rows."""
     import torch
 
     p_ids, p_mask = batch["prompt_ids"], batch["prompt_mask"]

@@ -12,7 +12,8 @@ log-probabilities (tested to 1e-6) and made a SmolLM2 LoRA SFT step 1.19x faster
 
 TRL decides with a name it imports into ``trl.trainer.utils``; that name is used for this
 decision only (the kernels keep their own), so rebinding it changes nothing else. If a TRL
-version moves it, :func:`compact_labelled_positions` leaves TRL as it is and says so.
+version moves it, :func:`compact_labelled_positions` leaves TRL as it is and returns False (the
+stage's metric ``lm_head_positions`` then says ``trl default``).
 """
 
 from __future__ import annotations
