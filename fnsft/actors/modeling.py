@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from fnsft.actors.forward_args import forward_accepts
+
 
 # Prompts -------------------------------------------------------------------------------
 def encode_prompts(tokenizer, prompts: list, apply_chat_template: bool = True) -> list[list[int]]:
@@ -178,7 +180,7 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
     P, C = p_ids.shape[1], c_ids.shape[1]
     raw = None
     full_pass_needed = value_head is not None or need_hidden  # every position's hidden state
-    if share_prompts and not full_pass_needed and can_share(model, batch, accepts_logits_to_keep(model)):
+    if share_prompts and not full_pass_needed and can_share(model, batch):
         # A repeated prompt (GRPO's num_generations) runs once (fnsft.actors.shared_prompt).
         raw = shared_prompt_logits(model, batch, position_ids)
     if raw is None:
@@ -210,21 +212,7 @@ def completion_forward(model, batch: dict, temperature: float = 1.0, value_head=
 
 def accepts_logits_to_keep(model) -> bool:
     """Whether ``model``'s forward takes ``logits_to_keep`` (HF causal LMs do; PEFT passes it through)."""
-    import inspect
-
-    cached = getattr(model, "_fnsft_logits_to_keep", None)
-    if cached is not None:
-        return cached
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        ok = "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        ok = False
-    try:
-        model._fnsft_logits_to_keep = ok
-    except Exception:  # a module that refuses attributes: ask again next time
-        pass
-    return ok
+    return forward_accepts(model, "logits_to_keep")
 
 
 def to_torch(arrays: dict[str, np.ndarray], device=None) -> dict:

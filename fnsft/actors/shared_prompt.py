@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from fnsft.actors.forward_args import forward_accepts
+
 
 # Layers whose cache is keys and values that a continued pass only reads (transformers' layer_types).
 ATTENTION_LAYERS = {"full_attention", "sliding_attention"}
@@ -50,11 +52,13 @@ def prompt_groups(prompt_ids, prompt_mask):
     return first, index
 
 
-def can_share(model, batch: dict, takes_logits_to_keep: bool) -> bool:
+def can_share(model, batch: dict) -> bool:
     """Whether the shared-prompt pass applies: a prompt longer than one token and at least two
     completion columns, an HF causal LM with ``logits_to_keep`` and only (full or sliding-window)
     attention layers, no activation checkpointing in training (HF turns the KV cache off there)."""
-    if batch["prompt_ids"].shape[1] < 2 or batch["completion_ids"].shape[1] < 2 or not takes_logits_to_keep:
+    if batch["prompt_ids"].shape[1] < 2 or batch["completion_ids"].shape[1] < 2:
+        return False
+    if not forward_accepts(model, "logits_to_keep"):
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
@@ -65,17 +69,6 @@ def can_share(model, batch: dict, takes_logits_to_keep: bool) -> bool:
     if checkpointing is None:  # transformers < 5.x's name
         checkpointing = getattr(base, "is_gradient_checkpointing", False)
     return not (model.training and checkpointing)
-
-
-def _cache_kwarg(model) -> str:
-    """transformers 5.2x calls the KV cache argument ``cache`` (``past_key_values`` before)."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    except (TypeError, ValueError):
-        return "past_key_values"
 
 
 def shared_prompt_logits(model, batch: dict, position_ids) -> Optional[object]:
@@ -94,7 +87,7 @@ def shared_prompt_logits(model, batch: dict, position_ids) -> Optional[object]:
     # The distinct prompts once: their cache, and the logit of the last prompt token (scores token 0).
     head = model(input_ids=p_ids[first], attention_mask=p_mask[first], position_ids=position_ids[first, :P],
                  use_cache=True, logits_to_keep=1)
-    name = _cache_kwarg(model)
+    name = "cache" if forward_accepts(model, "cache") else "past_key_values"  # transformers 5.2x: cache
     cache = getattr(head, name, None) or getattr(head, "past_key_values", None)
     if not _expandable(cache):  # e.g. a remote-code model's tuple cache: the full pass instead
         return None

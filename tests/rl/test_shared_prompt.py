@@ -94,10 +94,10 @@ def test_linear_attention_layers_keep_the_single_pass():
     from fnsft.actors.shared_prompt import can_share
 
     model, batch = _model(), _group_batch()
-    assert can_share(model, batch, True)
+    assert can_share(model, batch)
     model.config.layer_types = ["linear_attention", "full_attention"]
-    assert not can_share(model, batch, True)
+    assert not can_share(model, batch)
     model.config.layer_types = ["sliding_attention", "full_attention"]
-    assert can_share(model, batch, True)
+    assert can_share(model, batch)
     model.gradient_checkpointing_enable()  # HF turns the cache off in training then
-    assert not can_share(model, batch, True)
+    assert not can_share(model, batch)
