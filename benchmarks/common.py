@@ -134,9 +134,11 @@ KEEP = ("train_tokens_per_second_steady", "useful_tokens_per_s_all_steps", "seco
         "startup_s", "stage_s", "train_s", "torch_threads", "worker_peak_rss_mb", "driver_peak_rss_mb", "batching")
 
 
-def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
-    """Run each side ``rounds`` times, alternating the order each round; the median of each
-    side's useful tokens/s and the ratio of the first side over the second."""
+def run_alternating(sides: dict[str, Callable[[], dict]], rounds: int,
+                    show: Callable[[dict], str]) -> tuple[dict[str, list[dict]], list[str]]:
+    """Run each side ``rounds`` times, the order alternating each round (the first side first in
+    round 0); every run's metrics get the load average before and after. Returns the runs per
+    side and the order they ran in."""
     names = list(sides)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     order = []
@@ -147,7 +149,15 @@ def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
             m["load_average_1min"] = [round(load, 1), round(os.getloadavg()[0], 1)]
             runs[name].append(m)
             order.append(name)
-            print(f"  {name}: {m['train_tokens_per_second_steady']:.1f} useful tokens/s", flush=True)
+            print(f"  {name}: {show(m)}", flush=True)
+    return runs, order
+
+
+def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
+    """:func:`run_alternating`, then the median of each side's useful tokens/s and the ratio of
+    the first side over the second."""
+    names = list(sides)
+    runs, order = run_alternating(sides, rounds, lambda m: f"{m['train_tokens_per_second_steady']:.1f} useful tokens/s")
 
     def median(name: str, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[name] if key in r), 3)

@@ -32,6 +32,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+from common import run_alternating  # noqa: E402
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CHARS = "the"
@@ -160,17 +162,18 @@ def main(argv=None) -> int:
         slug = args.model.split(":")[-1].split("/")[-1].split("-instruct")[0]
         args.out = os.path.join(HERE, "results", f"grpo_vs_trl_{slug}.json")
 
-    runs: dict[str, list[dict]] = {"fnsft": [], "trl": []}
-    order = []
     load_before = os.getloadavg()[0]  # other work on the machine skews both timings
-    for r in range(args.rounds):
-        for side in (("fnsft", "trl") if r % 2 == 0 else ("trl", "fnsft")):
-            load = os.getloadavg()[0]
-            m = _fnsft_once(args, r) if side == "fnsft" else run_trl(args, os.path.join(args.work_dir, f"trl{r}"))
-            m["load_average_1m_before_after"] = [round(load, 2), round(os.getloadavg()[0], 2)]
-            runs[side].append(m)
-            order.append(side)
-            print(f"  {side}: {m['seconds_per_iteration']:.2f} s/iteration", flush=True)
+    n = {"fnsft": 0, "trl": 0}
+
+    def side(name: str):
+        def once() -> dict:
+            n[name] += 1
+            out = os.path.join(args.work_dir, f"{name}{n[name]}")
+            return _fnsft_once(args, out) if name == "fnsft" else run_trl(args, out)
+        return once
+
+    runs, order = run_alternating({"fnsft": side("fnsft"), "trl": side("trl")}, args.rounds,
+                                  lambda m: f"{m['seconds_per_iteration']:.2f} s/iteration")
     fnsft, trl = _median_of(runs["fnsft"]), _median_of(runs["trl"])
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": _torch_version(),
@@ -189,7 +192,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _fnsft_once(args, r: int) -> dict:
+def _fnsft_once(args, out_dir: str) -> dict:
     """One fnsft run in a Ray started as a user's local run starts it, shut down after (TRL's
     side then has the CPUs to itself)."""
     import ray
@@ -199,7 +202,7 @@ def _fnsft_once(args, r: int) -> dict:
 
     ensure_ray(RayConfig(num_cpus=6))  # the learner + role actors' CPUs
     try:
-        return run_fnsft(args, os.path.join(args.work_dir, f"fnsft{r}"))
+        return run_fnsft(args, out_dir)
     finally:
         ray.shutdown()
 
