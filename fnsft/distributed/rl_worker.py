@@ -266,6 +266,9 @@ def rl_train_worker(config: dict) -> None:
     mark_worker(job.stage_config.output_dir, rank)
     trainer = RLTrainer(job, rank, world, device)
     trainer.setup()
+    from fnsft.distributed.startup_marks import freeze_long_lived_objects
+
+    freeze_long_lived_objects()  # libraries, models and optimizer live as long as this worker
     trainer.restore()
     trainer.timings["setup_s"] = time.time() - t0
     trainer.train()

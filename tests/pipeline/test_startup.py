@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fnsft.distributed.startup_marks import phase_seconds
+from fnsft.distributed.startup_marks import import_worker_libraries, phase_seconds
 from fnsft.utils.imports import needed_integrations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,3 +77,17 @@ def test_phase_seconds_are_consecutive_differences():
     assert out["worker_imports_s"] == 3.0 and out["worker_imports_cpu_s"] == 2.5
     assert out["first_step_s"] == 1.5 and out["startup_s"] == 6.5
     assert phase_seconds(10.0, []) == {}
+
+
+def test_worker_libraries_are_frozen_out_of_the_garbage_collector():
+    import gc
+
+    job = SimpleNamespace(stage_config=SimpleNamespace(use_peft=False), deepspeed=None)
+    try:
+        import_worker_libraries(job)
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the imported libraries' objects (hundreds of thousands)
+        gc.collect()
+        assert gc.get_freeze_count() == frozen  # a full collection leaves them where they are
+    finally:
+        gc.unfreeze()  # this test process goes on
