@@ -9,6 +9,13 @@ from typing import Optional
 log = logging.getLogger("fnsft")
 _START_ATTEMPTS = 3
 _started_here: Optional[str] = None  # GCS address of the local Ray this process started (see started_here)
+_inherited_env: Optional[dict] = None  # the environment that Ray's processes inherited (see inherits)
+# Ray Train settings a local Ray's processes inherit (set before ray.init unless already set; see
+# fnsft.distributed.train_runtime): no preemption watcher or metrics, the controller's poll
+# interval (fnsft.distributed.train_job sets it for every run) and the blocking-get warning
+# setting Ray Train gives its controller. Inherited, they need no runtime environment.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
+                   "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0"}
 
 
 def started_here() -> bool:
@@ -29,19 +36,34 @@ def _gcs_address() -> Optional[str]:
         return None
 
 
-def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
+def inherits(env: dict) -> bool:
+    """Whether every process of the local Ray this process started has ``env`` already: its raylet
+    and the workers it starts inherited this process's environment at ``ray.init``. Then an
+    actor needs no runtime environment for these variables, and one without a runtime
+    environment can run in a worker process Ray started in advance (a different runtime
+    environment always needs a new process: ~1 s of a core here)."""
+    return started_here() and _inherited_env is not None and \
+        all(_inherited_env.get(k) == v for k, v in env.items())
+
+
+def ensure_ray(cfg, num_cpus: Optional[int] = None, stock_train_jobs: bool = False) -> None:
     """Join ``ray.address`` / ``RAY_ADDRESS`` when given, else start a local Ray (127.0.0.1).
 
     ``num_cpus``: logical CPUs for a local Ray when ``ray.num_cpus`` is not set (the driver sizes
     it so the plan fits; see :func:`fnsft.distributed.placement.local_ray_cpus`). A local Ray is
     always a new in-process one (``address="local"``): without it ``ray.init`` would join the
     cluster named in Ray's "current cluster" file, which a killed ``ray start`` leaves behind.
+
+    ``stock_train_jobs``: Train jobs here will run Ray Train's own ``TorchTrainer`` (Tune trials:
+    see :func:`fnsft.distributed.train_runtime.trainer_class`), so every worker gets the setup
+    hook :func:`quiet_ray_internals`. A job-wide runtime environment also keeps Ray from handing
+    the worker processes it starts in advance to actors, so the pipeline's own runs go without.
     """
     import ray
 
     from fnsft.distributed import placement
 
-    global _started_here
+    global _started_here, _inherited_env
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
@@ -58,17 +80,21 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None) -> None:
     # machine the training threads lose CPU to everything else. A local Ray exists for this
     # pipeline only, so its workers run at the driver's priority (set RAY_worker_niceness to change).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    for key, value in LOCAL_TRAIN_ENV.items():
+        os.environ.setdefault(key, value)
+    hook = {"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"}
     cpus = cfg.num_cpus or num_cpus
     log.info("Starting a local Ray instance (%s CPUs%s; dashboard: %s)", cpus or "all",
              f" for {placement.machine_cores()} cores" if cpus and cpus != placement.machine_cores() else "",
              f"http://{cfg.dashboard_host}:8265" if cfg.include_dashboard else "off")
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:
+            _inherited_env = dict(os.environ)
             ray.init(
                 address="local", num_cpus=cpus, num_gpus=cfg.num_gpus, namespace=cfg.namespace,
                 include_dashboard=cfg.include_dashboard, dashboard_host=cfg.dashboard_host,
                 _node_ip_address="127.0.0.1", log_to_driver=True,
-                runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"},
+                runtime_env=hook if stock_train_jobs else None,
             )
             break
         except Exception as e:
@@ -99,7 +125,7 @@ def _warn_about_current_cluster_file() -> None:
 
 
 def quiet_ray_internals() -> None:
-    """Ray worker setup hook (local runs): silence Ray Train's once-a-second State API warning.
+    """Ray worker setup hook (local Tune sweeps): silence Ray Train's once-a-second State API warning.
 
     Train V2's placement-group cleaner polls the State API, which needs the dashboard; with the
     dashboard off (our local default) or a busy machine every poll logs "Failed to query Ray

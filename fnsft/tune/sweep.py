@@ -70,7 +70,8 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
 
     # A local Ray holds max_concurrent_trials trials, their role actors and this machine's cores
     # (which the trials' Train workers split). Each trial has its own hand-off store.
-    ensure_ray(cfg.ray, num_cpus=local_cpus(plan, c.max_concurrent_trials, c.cpus_per_trial))
+    ensure_ray(cfg.ray, num_cpus=local_cpus(plan, c.max_concurrent_trials, c.cpus_per_trial),
+               stock_train_jobs=True)
 
     raw = base_config(plan)
     for name in sweep.shared_stages:  # trials start from these stages' saved models

@@ -62,3 +62,62 @@ def test_started_here_only_for_a_ray_this_process_started(ray_session):
     from fnsft.distributed.ray_runtime import started_here
 
     assert not started_here()  # the session's Ray was started by the test fixture, not ensure_ray
+
+
+# A fresh process (the session's Ray was not started by ensure_ray): two 1-worker jobs on the
+# local Ray ensure_ray starts; rank 0 writes what Ray Train propagated to it.
+_CONTROLLER = r"""
+import json, os, subprocess, sys, time
+from ray._private import state
+from ray.train import RunConfig, ScalingConfig
+from fnsft.config.schema import RayConfig
+from fnsft.distributed.ray_runtime import ensure_ray, started_here
+from fnsft.distributed.train_runtime import trainer_class
+
+def loop(config):
+    import os, ray.train
+    with open(config["out"], "w") as f:
+        json.dump({k: os.environ.get(k) for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S")}, f)
+
+def idle_pids():  # worker processes Ray started in advance, not yet running anything
+    return {int(p) for p in subprocess.run(["pgrep", "-f", "ray::IDLE"], capture_output=True, text=True).stdout.split()}
+
+ensure_ray(RayConfig(), num_cpus=2)
+for _ in range(200):
+    if idle_pids():
+        break
+    time.sleep(0.1)
+res = {}
+for name in ("inherited", "changed"):
+    if name == "changed":
+        os.environ["RAY_TRAIN_COLLECTIVE_TIMEOUT_S"] = "123"  # set after ray.init: Ray's processes lack it
+    idle, before = idle_pids(), set(state.actors())
+    out = os.path.join(sys.argv[1], name + ".json")
+    trainer_class(started_here())(loop, train_loop_config={"out": out},
+        scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(name=name, storage_path=sys.argv[1])).fit()
+    ctl = [a for k, a in state.actors().items() if k not in before and a["ActorClassName"].endswith("TrainController")]
+    res[name] = {"env": json.load(open(out)), "idle": len(idle), "controller_prestarted": ctl[0]["Pid"] in idle}
+print("RESULT " + json.dumps(res))
+"""
+
+
+def test_local_controller_takes_a_prestarted_process_and_propagates_env(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = root
+    proc = subprocess.run([sys.executable, "-c", _CONTROLLER, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-3000:]
+    res = json.loads(line[0][len("RESULT "):])
+    # Nothing set since ray.init: the controller runs without a runtime environment, in a worker
+    # process Ray started in advance, and still hands Ray Train's settings on to the workers.
+    assert res["inherited"]["idle"] > 0 and res["inherited"]["controller_prestarted"]
+    assert res["inherited"]["env"]["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.5"
+    # A Train setting the driver set after ray.init: Ray Train's own start, which propagates it.
+    assert res["changed"]["env"] == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "123"}
