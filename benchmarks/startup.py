@@ -1,13 +1,16 @@
 """Where a training stage's start-up goes: Ray start, worker group, imports, model, data, trainer.
 
-    python benchmarks/startup.py [--cases smollm2 tiny] [--steps 3] [--rounds 1]
+    python benchmarks/startup.py [--cases smollm2 tiny] [--layouts quickstart defaults] [--steps 3] [--rounds 1]
 
-Each case runs the quickstart's SFT stage (configs/quickstart.yaml: LoRA, 2 workers, ZeRO-2,
-``max_length`` 192, 5 % held out) for ``--steps`` steps in a fresh Python process, so Ray starts
-from nothing as it does for a user. The phases come from the run's ``pipeline_summary.json``
+Each case runs the quickstart's SFT stage (configs/quickstart.yaml: LoRA, ``max_length`` 192, 5 %
+held out) for ``--steps`` steps in a fresh Python process, so Ray starts from nothing as it does
+for a user, in two layouts: ``quickstart`` (its 2 workers with ZeRO-2) and ``defaults`` (its
+``resources`` and ``deepspeed`` keys left out: one worker with all the machine's CPUs, no
+DeepSpeed). The phases come from the run's ``pipeline_summary.json``
 (driver and rank-0 marks, see ``fnsft.distributed.startup_marks``); ``stage_startup_s`` is the
 stage's start (placement check, data read) to the end of its first training step, evaluation
 before training excluded (it is work, not start-up, and ``eval_before_training: false`` skips it);
+``ready_to_train_s`` the same to the start of that step (DeepSpeed and the trainer ready);
 ``to_first_step_s`` is the process's start to the end of that step (the driver prepares the
 base model and the report's base answers while Ray starts, so its phases overlap).
 Prints and writes benchmarks/results/startup.json, with the machine's load average.
@@ -35,7 +38,10 @@ STAGE = ["driver_prepare_s", "worker_group_start_s", "worker_imports_s", "model_
          "trainer_init_s", "engine_init_s", "eval_before_s", "first_step_s"]
 
 
-def child(case: str, steps: int, out: str) -> dict:
+LAYOUTS = ("quickstart", "defaults")
+
+
+def child(case: str, layout: str, steps: int, out: str) -> dict:
     """One pipeline run in this (fresh) process; returns its timings."""
     t0 = time.time()
     import yaml
@@ -48,6 +54,9 @@ def child(case: str, steps: int, out: str) -> dict:
     cfg["model_name_or_path"] = MODELS[case]
     cfg["output_dir"] = out
     cfg["save_final_model"] = False
+    if layout == "defaults":
+        cfg.pop("resources", None)
+        cfg.pop("deepspeed", None)
     sft = cfg["stage_configs"]["sft"]
     sft["dataset_name_or_path"] = os.path.join(ROOT, sft["dataset_name_or_path"])
     sft.update(max_steps=steps, save_steps=0, save_intermediate=False)
@@ -60,6 +69,8 @@ def child(case: str, steps: int, out: str) -> dict:
                **summary.get("timings", {}), **stage["timings"]}
     timings["stage_s"] = stage["seconds"]
     timings["stage_startup_s"] = sum(timings.get(k) or 0 for k in STAGE if k != "eval_before_s")
+    # The same without the first step, which is training (SmolLM2's takes seconds, the tiny model's ms).
+    timings["ready_to_train_s"] = timings["stage_startup_s"] - (timings.get("first_step_s") or 0)
     # Process start to the end of the first step (the driver's phases overlap: measured, not summed).
     timings["to_first_step_s"] = stage["metrics"]["train_begin_unix"] - t0 + (timings.get("eval_before_s") or 0) + \
         (timings.get("first_step_s") or 0)
@@ -69,21 +80,24 @@ def child(case: str, steps: int, out: str) -> dict:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in timings.items()}
 
 
-def run_case(case: str, steps: int) -> dict:
+def run_case(case: str, layout: str, steps: int) -> dict:
     out = tempfile.mkdtemp(prefix=f"startup_{case}_")
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, __file__, "--child", case, "--steps", str(steps), "--out", out],
+    proc = subprocess.run([sys.executable, __file__, "--child", case, "--layout", layout, "--steps", str(steps),
+                           "--out", out],
                           env=env, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("STARTUP_JSON "):
             return json.loads(line[len("STARTUP_JSON "):])
     sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-    raise SystemExit(f"case {case} failed (exit {proc.returncode})")
+    raise SystemExit(f"case {case} ({layout}) failed (exit {proc.returncode})")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", default=["tiny", "smollm2"], choices=sorted(MODELS))
+    p.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS)
+    p.add_argument("--layout", default="quickstart", choices=LAYOUTS, help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -91,19 +105,21 @@ def main() -> None:
     p.add_argument("--name", default="startup", help="results file name (benchmarks/results/<name>.json)")
     a = p.parse_args()
     if a.child:
-        print("STARTUP_JSON " + json.dumps(child(a.child, a.steps, a.out)), flush=True)
+        print("STARTUP_JSON " + json.dumps(child(a.child, a.layout, a.steps, a.out)), flush=True)
         return
     load_before = os.getloadavg()
     results = {}
-    for case in a.cases:
-        runs = [run_case(case, a.steps) for _ in range(a.rounds)]
+    for layout, case in [(layout, case) for layout in a.layouts for case in a.cases]:
+        name = case if layout == "quickstart" else f"{case}_{layout}"
+        runs = [run_case(case, layout, a.steps) for _ in range(a.rounds)]
         keys = [k for k in runs[0] if all(isinstance(r.get(k), (int, float)) for r in runs)]
-        results[case] = {"median": {k: round(statistics.median(r[k] for r in runs), 3) for k in keys},
+        results[name] = {"median": {k: round(statistics.median(r[k] for r in runs), 3) for k in keys},
                          "runs": runs}
-        med = results[case]["median"]
-        print(f"\n{case} ({MODELS[case]}), median of {a.rounds}:")
+        med = results[name]["median"]
+        print(f"\n{case} ({MODELS[case]}), {layout} layout, median of {a.rounds}:")
         print(f"  {'phase':<22} {'wall s':>8} {'rank-0 CPU s':>13}")
-        for k in DRIVER + STAGE + ["stage_startup_s", "to_first_step_s", "stage_s", "wall_s", "driver_cpu_s"]:
+        for k in DRIVER + STAGE + ["ready_to_train_s", "stage_startup_s", "to_first_step_s", "stage_s", "wall_s",
+                                   "driver_cpu_s"]:
             if k in med:
                 cpu = med.get(k[:-2] + "_cpu_s")
                 print(f"  {k:<22} {med[k]:8.2f} {'' if cpu is None else f'{cpu:13.2f}'}")
