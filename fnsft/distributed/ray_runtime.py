@@ -54,9 +54,9 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None, stock_train_jobs: bool = Fal
     always a new in-process one (``address="local"``): without it ``ray.init`` would join the
     cluster named in Ray's "current cluster" file, which a killed ``ray start`` leaves behind.
 
-    ``stock_train_jobs``: Train jobs here will run Ray Train's own ``TorchTrainer`` (Tune trials:
-    see :func:`fnsft.distributed.train_runtime.trainer_class`), so every worker gets the setup
-    hook :func:`quiet_ray_internals`. A job-wide runtime environment also keeps Ray from handing
+    ``stock_train_jobs``: Train jobs here will run Ray Train's own ``TorchTrainer`` with its
+    defaults (Tune trials: see :func:`fnsft.distributed.train_runtime.trainer_class`), so every
+    worker gets the setup hook :func:`quiet_ray_internals` and :data:`LOCAL_TRAIN_ENV` is not set. A job-wide runtime environment also keeps Ray from handing
     the worker processes it starts in advance to actors, so the pipeline's own runs go without.
     """
     import ray
@@ -80,7 +80,7 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None, stock_train_jobs: bool = Fal
     # machine the training threads lose CPU to everything else. A local Ray exists for this
     # pipeline only, so its workers run at the driver's priority (set RAY_worker_niceness to change).
     os.environ.setdefault("RAY_worker_niceness", "0")
-    for key, value in LOCAL_TRAIN_ENV.items():
+    for key, value in ({} if stock_train_jobs else LOCAL_TRAIN_ENV).items():
         os.environ.setdefault(key, value)
     hook = {"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"}
     cpus = cfg.num_cpus or num_cpus

@@ -268,7 +268,7 @@ def rl_train_worker(config: dict) -> None:
     trainer.setup()
     from fnsft.distributed.startup_marks import freeze_long_lived_objects
 
-    freeze_long_lived_objects()  # libraries, models and optimizer live as long as this worker
+    freeze_long_lived_objects(collect_first=True)  # libraries, models, optimizer: as long as this worker
     trainer.restore()
     trainer.timings["setup_s"] = time.time() - t0
     trainer.train()

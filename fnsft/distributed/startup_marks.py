@@ -52,15 +52,19 @@ def import_worker_libraries(job) -> None:
     freeze_long_lived_objects()
 
 
-def freeze_long_lived_objects() -> None:
+def freeze_long_lived_objects(collect_first: bool = False) -> None:
     """Move every object alive now (the imported libraries: ~500k objects) out of the cyclic
     garbage collector's reach (``gc.freeze``, as vLLM does after start-up). They live as long as
     the process anyway; each full collection walked them all: accelerate's ``free_memory`` at the
     start of ``trainer.train()`` runs one (0.3-0.4 s of a core here), and Python runs more as
-    training allocates. Objects frozen still go the moment nothing refers to them. No collection
-    first: it would cost the same walk, and after the imports only ~100 objects are garbage."""
+    training allocates. A frozen object is still freed when its last reference goes, but one
+    that ends up in a reference cycle stays. Right after the imports only ~100 objects are
+    garbage, so no collection first (it would cost the same walk); after a set-up that built
+    models and may have left cycles, ``collect_first``."""
     import gc
 
+    if collect_first:
+        gc.collect()
     gc.freeze()
 
 

@@ -17,7 +17,7 @@ metrics, and fnsft hands its workers data through the object store, not Ray Data
 :func:`trainer_class` leaves them out (environment settings a user sets win). On a cluster
 (``ray.address``, ``ray job submit``, Tune trials) Ray Train's defaults are kept.
 
-There, too, the controller is started without a runtime environment when its Ray's processes
+On a local Ray, too, the controller is started without a runtime environment when its Ray's processes
 inherited everything that environment would set, so it takes one of the worker processes Ray
 starts in advance instead of a new one (:func:`_controller_without_runtime_env`).
 """
@@ -74,7 +74,7 @@ def trainer_class(local: bool):
 
 def _controller_without_runtime_env(trainer, kwargs):
     """Ray Train's controller start (``DataParallelTrainer._initialize_and_run_controller``,
-    Ray 2.60) without its runtime environment, when the processes of the local Ray inherited
+    Ray 2.60; other versions keep their own) without its runtime environment, when the processes of the local Ray inherited
     every variable that environment would set (:func:`fnsft.distributed.ray_runtime.inherits`);
     else None (Ray Train's own start runs).
 
@@ -90,7 +90,10 @@ def _controller_without_runtime_env(trainer, kwargs):
 
     from fnsft.distributed.ray_runtime import inherits
 
+    if not ray.__version__.startswith("2.60."):  # the start copied below is Ray 2.60's
+        return None
     try:
+        from ray._raylet import RAY_NODE_ID_KEY
         from ray.train.v2._internal.constants import (DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
                                                       RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
                                                       get_env_vars_to_propagate)
@@ -104,7 +107,7 @@ def _controller_without_runtime_env(trainer, kwargs):
 
     def run():
         node = ray.get_runtime_context().get_node_id()
-        controller = ray.remote(num_cpus=0, label_selector={ray._raylet.RAY_NODE_ID_KEY: node})(
+        controller = ray.remote(num_cpus=0, label_selector={RAY_NODE_ID_KEY: node})(
             TrainController).remote(**kwargs)
         if threading.current_thread() is threading.main_thread():
             trainer._register_sigint_handler(controller)

@@ -67,7 +67,7 @@ def test_started_here_only_for_a_ray_this_process_started(ray_session):
 # A fresh process (the session's Ray was not started by ensure_ray): two 1-worker jobs on the
 # local Ray ensure_ray starts; rank 0 writes what Ray Train propagated to it.
 _CONTROLLER = r"""
-import json, os, subprocess, sys, time
+import json, os, sys, time
 from ray._private import state
 from ray.train import RunConfig, ScalingConfig
 from fnsft.config.schema import RayConfig
@@ -79,8 +79,24 @@ def loop(config):
     with open(config["out"], "w") as f:
         json.dump({k: os.environ.get(k) for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S")}, f)
 
-def idle_pids():  # worker processes Ray started in advance, not yet running anything
-    return {int(p) for p in subprocess.run(["pgrep", "-f", "ray::IDLE"], capture_output=True, text=True).stdout.split()}
+def idle_pids():  # processes this Ray (started below, so ours) started in advance, running nothing yet
+    parent, idle = {}, set()
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[0] == b"ray::IDLE":
+                    idle.add(int(d))
+        except (OSError, IndexError, ValueError):
+            pass
+    def ours(pid):
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+    return {pid for pid in idle if ours(pid)}
 
 ensure_ray(RayConfig(), num_cpus=2)
 for _ in range(200):
