@@ -56,8 +56,9 @@ def ensure_ray(cfg, num_cpus: Optional[int] = None, stock_train_jobs: bool = Fal
 
     ``stock_train_jobs``: Train jobs here will run Ray Train's own ``TorchTrainer`` with its
     defaults (Tune trials: see :func:`fnsft.distributed.train_runtime.trainer_class`), so every
-    worker gets the setup hook :func:`quiet_ray_internals` and :data:`LOCAL_TRAIN_ENV` is not set. A job-wide runtime environment also keeps Ray from handing
-    the worker processes it starts in advance to actors, so the pipeline's own runs go without.
+    worker gets the setup hook :func:`quiet_ray_internals` and :data:`LOCAL_TRAIN_ENV` is not
+    set. A job-wide runtime environment also keeps Ray from handing the worker processes it
+    starts in advance to actors, so the pipeline's own runs go without one.
     """
     import ray
 
@@ -125,7 +126,8 @@ def _warn_about_current_cluster_file() -> None:
 
 
 def quiet_ray_internals() -> None:
-    """Ray worker setup hook (local Tune sweeps): silence Ray Train's once-a-second State API warning.
+    """Ray worker setup hook (local Tune sweeps): silence Ray Train's once-a-second State API
+    warning.
 
     Train V2's placement-group cleaner polls the State API, which needs the dashboard; with the
     dashboard off (our local default) or a busy machine every poll logs "Failed to query Ray

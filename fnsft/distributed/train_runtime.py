@@ -17,9 +17,9 @@ metrics, and fnsft hands its workers data through the object store, not Ray Data
 :func:`trainer_class` leaves them out (environment settings a user sets win). On a cluster
 (``ray.address``, ``ray job submit``, Tune trials) Ray Train's defaults are kept.
 
-On a local Ray, too, the controller is started without a runtime environment when its Ray's processes
-inherited everything that environment would set, so it takes one of the worker processes Ray
-starts in advance instead of a new one (:func:`_controller_without_runtime_env`).
+On a local Ray, too, the controller is started without a runtime environment when the Ray's
+processes inherited everything that environment would set, so it takes one of the worker
+processes Ray starts in advance instead of a new one (:func:`_controller_without_runtime_env`).
 """
 
 from __future__ import annotations
@@ -73,10 +73,11 @@ def trainer_class(local: bool):
 
 
 def _controller_without_runtime_env(trainer, kwargs):
-    """Ray Train's controller start (``DataParallelTrainer._initialize_and_run_controller``,
-    Ray 2.60; other versions keep their own) without its runtime environment, when the processes of the local Ray inherited
-    every variable that environment would set (:func:`fnsft.distributed.ray_runtime.inherits`);
-    else None (Ray Train's own start runs).
+    """A function running Ray Train's controller start (Ray 2.60's
+    ``DataParallelTrainer._initialize_and_run_controller``; other versions keep their own)
+    without its runtime environment, when the processes of the local Ray inherited every
+    variable that environment would set (:func:`fnsft.distributed.ray_runtime.inherits`); else
+    None (Ray Train's own start runs).
 
     Ray Train always gives the controller a runtime environment (the variables it propagates),
     and Ray starts a new worker process for any runtime environment it has no idle process
