@@ -5,7 +5,7 @@ How a comparison is run (benchmarks/sft_throughput.py, benchmarks/dpo_throughput
 - fnsft and TRL in one script run, in alternating order (round 0: fnsft then TRL, round 1: TRL
   then fnsft, ...) so a shared machine's load drift hits both; the **median** over rounds is
   reported (with the runs beside it).
-- Both measured by the same callback (:func:`fnsft.distributed.worker_stats.throughput_meter`):
+- Both measured by the same callback (:func:`fnsft.workers.stats.throughput_meter`):
   useful (non-padding) tokens/s after the warm-up steps, which are excluded; also the same
   figure over all steps (the same examples on both sides, whatever their order).
 - The TRL process runs as many torch threads as the fnsft worker.
@@ -27,10 +27,23 @@ SMOLLM2 = "builtin:smollm2-135m-instruct"
 TINY = "builtin:tiny-llama"
 
 
+def cpu_model() -> dict:
+    """The CPU's model name and whether it has AMX-BF16 / AVX-512-BF16 (what ``torch_dtype: auto``
+    and bf16 speed depend on): figures from different CPUs are not comparable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return {"cpu_model": platform.processor() or None}
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), None)
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    return {"cpu_model": name, "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+
+
 def machine() -> dict:
     import torch
 
-    return {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+    return {**cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 1),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -48,7 +61,7 @@ def write_result(name: str, data: dict) -> str:
 
 def fnsft_threads() -> int:
     """Torch threads of a lone fnsft worker holding all CPUs (the TRL side runs the same)."""
-    from fnsft.distributed.placement import torch_threads
+    from fnsft.runtime.placement import torch_threads
 
     return torch_threads(os.cpu_count())
 
@@ -89,7 +102,7 @@ def run_trl_trainer(trainer, warmup: int = 2) -> dict:
     """Train a built TRL trainer with the shared meter; the figures the report compares."""
     import torch
 
-    from fnsft.distributed.worker_stats import throughput_meter
+    from fnsft.workers.stats import throughput_meter
 
     metrics: dict = {}
     trainer.add_callback(throughput_meter(metrics, warmup_steps=warmup))
@@ -179,10 +192,10 @@ def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
 
 def start_ray():
     """One Ray for the whole script, started as a user's local run starts it
-    (:func:`fnsft.distributed.ray_runtime.ensure_ray`: workers at the driver's priority, Train jobs
+    (:func:`fnsft.runtime.ray_start.ensure_ray`: workers at the driver's priority, Train jobs
     without Ray Train's cluster-only helpers), so the fnsft side is measured as users get it."""
     from fnsft.config.schema import RayConfig
-    from fnsft.distributed.ray_runtime import ensure_ray
+    from fnsft.runtime.ray_start import ensure_ray
 
     t0 = time.time()
     ensure_ray(RayConfig())

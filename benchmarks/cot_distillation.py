@@ -40,7 +40,7 @@ def greedy_accuracy(model, tok, rows: list[dict], max_new_tokens: int, batch: in
     """The stage's own reading: chat-formatted bare question, greedy, answer after '####'."""
     import torch
 
-    from fnsft.actors.modeling import encode_prompts
+    from fnsft.models.tokens import encode_prompts
     from fnsft.data.answers import answers_match
     from fnsft.data.cot_format import student_answer
 
@@ -192,7 +192,7 @@ def part_teacher(a) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fnsft.actors.group import RoleResources
-    from fnsft.actors.modeling import encode_prompts
+    from fnsft.models.tokens import encode_prompts
     from fnsft.data.reasoning import load_reasoning_rows
     from fnsft.models.spec import resolve_model_path
     from fnsft.teachers.local import LocalTeacher

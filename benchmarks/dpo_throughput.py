@@ -75,7 +75,7 @@ def run_trl(model_dir: str, data: str, a, defaults: bool) -> dict:
         # Equal settings: TRL's DPOTrainer with the two things fnsft's subclass adds for it (the
         # pair lengths the length-grouped sampler needs, prompts cut to max_length / 2 as fnsft
         # does); the loss and the steps are TRL's.
-        from fnsft.distributed.dpo_trainer import dpo_trainer_class
+        from fnsft.workers.hf.dpo_trainer import dpo_trainer_class
 
         trainer_class, kwargs = dpo_trainer_class(), {"max_prompt_length": a.max_length // 2}
     trainer = trainer_class(model=model, args=cfg, train_dataset=Dataset.from_list(trainer_rows(data, a, tok)),

@@ -198,7 +198,7 @@ def _fnsft_once(args, out_dir: str) -> dict:
     import ray
 
     from fnsft.config.schema import RayConfig
-    from fnsft.distributed.ray_runtime import ensure_ray
+    from fnsft.runtime.ray_start import ensure_ray
 
     ensure_ray(RayConfig(num_cpus=6))  # the learner + role actors' CPUs
     try:

@@ -7,7 +7,7 @@ held out) for ``--steps`` steps in a fresh Python process, so Ray starts from no
 for a user, in two layouts: ``quickstart`` (its 2 workers with ZeRO-2) and ``defaults`` (its
 ``resources`` and ``deepspeed`` keys left out: one worker with all the machine's CPUs, no
 DeepSpeed). The phases come from the run's ``pipeline_summary.json``
-(driver and rank-0 marks, see ``fnsft.distributed.startup_marks``); ``stage_startup_s`` is the
+(driver and rank-0 marks, see ``fnsft.workers.startup_marks``); ``stage_startup_s`` is the
 stage's start (placement check, data read) to the end of its first training step, evaluation
 before training excluded (it is work, not start-up, and ``eval_before_training: false`` skips it);
 ``ready_to_train_s`` the same to the start of that step (DeepSpeed and the trainer ready);

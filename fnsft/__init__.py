@@ -2,7 +2,7 @@
 
 from fnsft.errors import ConfigError, FnsftError
 from fnsft.pipeline import Pipeline
-from fnsft.stages.base import BaseStage, StageConfig, StageResult
+from fnsft.stages.base import BaseStage, StageConfig, StageContext, StageResult
 
-__all__ = ["Pipeline", "BaseStage", "StageConfig", "StageResult", "FnsftError", "ConfigError"]
+__all__ = ["Pipeline", "BaseStage", "StageConfig", "StageContext", "StageResult", "FnsftError", "ConfigError"]
 __version__ = "0.1.0"

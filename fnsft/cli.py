@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Optional
 
 from fnsft.errors import FnsftError
+from fnsft.utils.one_line import error_line, innermost
+from fnsft.utils.stop import RunStopped
 
 
 def _pipeline_parser() -> argparse.ArgumentParser:
@@ -41,28 +44,45 @@ def _cli_overrides(args) -> list[str]:
     return out
 
 
-def _log_traceback(what: str) -> None:
-    """The traceback goes to pipeline_training.log (once logging is set up), never the console."""
+def _log_traceback(what: str, output_dir: Optional[str]) -> Optional[str]:
+    """The traceback into this run's ``pipeline_training.log`` (once the run has set it up),
+    never the console; returns that file, or ``None`` when the run has none yet (an error while
+    reading the config or the data: there is no log to point at)."""
+    from fnsft.pipeline.logs import LOG_FILE
+
+    if not output_dir:
+        return None
+    path = os.path.abspath(os.path.join(output_dir, LOG_FILE))
     log = logging.getLogger("fnsft")
     for handler in log.handlers:
-        if isinstance(handler, logging.FileHandler):
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
             handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, what, None, sys.exc_info()))
+            return path
+    return None
 
 
 def _fail(e: BaseException) -> int:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    print(f"fnsft: error: {msg}", file=sys.stderr)
-    return getattr(e, "exit_code", 1)
+    print(f"fnsft: error: {error_line(e)}", file=sys.stderr)
+    return getattr(innermost(e), "exit_code", getattr(e, "exit_code", 1))
+
+
+def _crash(e: BaseException, what: str, output_dir: Optional[str], prog: str = "fnsft") -> int:
+    """A crash (not an fnsft error): one line here, the traceback in the run's log if it has one."""
+    logged = _log_traceback(what, output_dir)
+    print(f"{prog}: error: {error_line(e)}" + (f" (traceback in {logged})" if logged else ""), file=sys.stderr)
+    return 1
 
 
 def pipeline_main(argv: Optional[list[str]] = None) -> int:
     args = _pipeline_parser().parse_args(argv)
+    output_dir = None  # known once the config is read: where the run's log is
     try:
         from fnsft.pipeline import Pipeline
 
         overrides = list(args.overrides) + _cli_overrides(args)
         # --set values go first so that explicit flags win; both are validated together.
         pipeline = Pipeline.from_yaml(args.config, overrides=overrides, stages=args.stages)
+        output_dir = pipeline.plan.config.output_dir
         if pipeline.plan.config.tune is not None and not args.tune:
             from fnsft.tune.sweep import validate_sweep
 
@@ -94,11 +114,12 @@ def pipeline_main(argv: Optional[list[str]] = None) -> int:
         print("fnsft: interrupted; rerun the same command to resume from the last finished stage",
               file=sys.stderr)
         return 130
+    except RunStopped as e:  # SIGTERM: `ray job stop`, a scheduler
+        print(f"fnsft: {e}; rerun the same command to resume from the last finished stage",
+              file=sys.stderr)
+        return e.exit_code
     except Exception as e:  # a stage crashed: one line here, the traceback in the log file
-        _log_traceback("Pipeline failed")
-        print(f"fnsft: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              "(traceback in pipeline_training.log)", file=sys.stderr)
-        return 1
+        return _crash(e, "Pipeline failed", output_dir)
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -164,10 +185,14 @@ def train_main(argv: Optional[list[str]] = None) -> int:
         return 0
     except FnsftError as e:
         return _fail(e)
+    except KeyboardInterrupt:
+        print("fnsft-train: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except RunStopped as e:
+        print(f"fnsft-train: {e}; rerun the same command to resume", file=sys.stderr)
+        return e.exit_code
     except Exception as e:
-        _log_traceback("Training failed")
-        print(f"fnsft-train: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return _crash(e, "Training failed", args.output_dir, prog="fnsft-train")
 
 
 def main() -> None:  # python -m fnsft.cli

@@ -78,7 +78,7 @@ class KillAfterCheckpoint:
         import signal
         import time
 
-        from fnsft.distributed.hf_worker import find_pids
+        from fnsft.workers.hand_back import find_pids
 
         deadline = time.time() + self.timeout_s
         while time.time() < deadline:

@@ -1,6 +1,6 @@
 """GPU smoke check of the precision policy: SFT (LoRA, full), DPO, GRPO and PPO on
 SmolLM2-135M-Instruct in bf16, one worker in plain torch and, with 2+ GPUs, two workers under
-ZeRO-2/3. Prints one JSON document: per run the loss / reward movement, tokens/s, the peak GPU
+ZeRO-2/3; GRPO with ``generation.engine: vllm`` where vLLM is installed. Prints one JSON document: per run the loss / reward movement, tokens/s, the peak GPU
 memory seen (nvidia-smi, all processes) and the run's wall time. Runs under ~8 min on one GPU.
 
     bash scripts/gpu_check.sh                     # on a GPU machine; add --out FILE to save the JSON
@@ -78,6 +78,9 @@ def _runs(dry: bool, gpus: int) -> dict[str, dict]:
         "grpo": ("rl", {**rl, "algorithm": "grpo"}, one, 2),
         "ppo": ("rl", {**rl, "algorithm": "ppo"}, one, 2),
     }
+    if _vllm_usable(dry, gpus):  # the production rollout path: vLLM generation, engine checked every push
+        runs["grpo_vllm"] = ("rl", {**rl, "algorithm": "grpo", "verify_weight_sync": True,
+                                    "generation": {**rl["generation"], "engine": "vllm"}}, one, 2)
     if gpus >= 2:  # two workers: ZeRO partitions across them
         two = {"num_workers": 2}
         runs.update({
@@ -89,11 +92,26 @@ def _runs(dry: bool, gpus: int) -> dict[str, dict]:
     return runs
 
 
+def _vllm_usable(dry: bool, gpus: int) -> bool:
+    """vLLM installed here (or its CPU build's venv) and able to serve the check's model."""
+    from fnsft.actors.vllm_runtime import choose_engine
+    from fnsft.errors import ConfigError
+    from fnsft.models.builtin import materialize_builtin
+
+    try:
+        choose_engine("vllm", materialize_builtin("builtin:tiny-llama" if dry else "builtin:smollm2-135m-instruct"),
+                      use_gpu=gpus > 0)
+        return True
+    except ConfigError:
+        return False
+
+
 def _movement(stage: str, m: dict) -> dict:
     """The numbers that show learning: held-out loss (SFT), reward margin/accuracy (DPO), reward (RL)."""
     keys = {"sft": ("before_eval_loss", "eval_loss", "train_loss"),
             "dpo": ("before_eval_loss", "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins", "train_loss"),
-            "rl": ("reward_start", "reward_end", "final_kl", "final_entropy", "final_kl_coef", "iterations")}[stage]
+            "rl": ("reward_start", "reward_end", "final_kl", "final_entropy", "final_kl_coef", "iterations",
+                   "weight_sync_mismatches")}[stage]
     return {k: m[k] for k in keys if isinstance(m.get(k), (int, float))}
 
 

@@ -22,9 +22,24 @@ def ray_session():
     if not ray.is_initialized():
         ray.init(num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
                  namespace="fnsft", log_to_driver=True,
-                 runtime_env={"worker_process_setup_hook": "fnsft.distributed.ray_runtime.quiet_ray_internals"})
+                 runtime_env={"worker_process_setup_hook": "fnsft.runtime.ray_start.quiet_ray_internals"})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def fnsft_log(caplog):
+    """``caplog`` that also sees the run logger: once a run has set up logging, ``fnsft`` no
+    longer propagates to the root, so the capture handler is attached to it directly."""
+    import logging
+
+    logger = logging.getLogger("fnsft")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="fnsft"):
+            yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ Use it through the ``fake_openai`` fixture (tests/conftest.py)::
 ``answer(body)`` gets the request JSON and returns the reply text, or a dict with ``text`` and
 optionally ``finish_reason``, ``top_logprobs`` (per token: ``{token: logprob}``), ``texts`` (one
 per choice when ``n > 1``). Faults pushed with :meth:`FakeOpenAI.push` are used by the next
-requests in arrival order: ``"429"`` (with ``Retry-After: 1``), ``"500"``, ``"401"``,
+requests in arrival order: ``"429"`` (with ``Retry-After: <retry_after>``, 1 unless set), ``"500"``, ``"401"``,
 ``"garbage"`` (a 200 whose body is not JSON), ``"slow"`` (sleeps ``slow_s`` before answering).
 ``fault_for(body)`` picks a fault by content (or None) when none is queued: the same request
 fails whatever order the client's threads send in. ``delay_s`` delays every answer (benchmarks). The server records every request (body, headers,
@@ -53,6 +53,7 @@ class FakeOpenAI:
         self.answer: Callable[[dict], Union[str, dict]] = _default_answer
         self.delay_s = 0.0
         self.slow_s = 5.0
+        self.retry_after = "1"  # the Retry-After header of a "429"
         self.requests: list[dict] = []  # {"body", "headers", "t", "fault"}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -160,7 +161,7 @@ class FakeOpenAI:
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 if fault == "429":
                     return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
-                                      {"Retry-After": "1"})
+                                      {"Retry-After": fake.retry_after})
                 if fault == "500":
                     return self._send(500, {"error": {"message": "internal error"}})
                 if fault == "401":

@@ -1,9 +1,12 @@
 """The house rules of fnsft's layout, read from the code's own imports (module level and inside
 functions): no file over 400 lines, no import cycle between modules, and every import points down
 
-    cli > tune > pipeline > stages > distributed > actors/judges/teachers > models/rl/data > config > utils > errors
+    cli/testing > tune > pipeline > stages/report > runtime/workers > judges/teachers/envs > actors
+        > models/rl/data > compat/config > utils/errors
 
 (a module may import its own layer and lower ones). ``fnsft/utils`` is a leaf: only ``fnsft.errors``.
+No module imports another's ``_private`` name, and upstream private modules (``._internal``,
+``._private``) are imported only in ``fnsft/compat``.
 See docs/architecture.md.
 """
 
@@ -17,9 +20,9 @@ import pytest
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fnsft")
 MAX_LINES = 400
 LAYERS = [
-    ("fnsft.cli",), ("fnsft.tune",), ("fnsft.pipeline",), ("fnsft.stages",), ("fnsft.distributed",),
-    ("fnsft.actors", "fnsft.judges", "fnsft.teachers"), ("fnsft.models", "fnsft.rl", "fnsft.data"),
-    ("fnsft.config",), ("fnsft.utils",), ("fnsft.errors",),
+    ("fnsft.cli", "fnsft.testing"), ("fnsft.tune",), ("fnsft.pipeline",), ("fnsft.stages", "fnsft.report"),
+    ("fnsft.runtime", "fnsft.workers"), ("fnsft.judges", "fnsft.teachers", "fnsft.envs"), ("fnsft.actors",),
+    ("fnsft.models", "fnsft.rl", "fnsft.data"), ("fnsft.compat", "fnsft.config"), ("fnsft.utils", "fnsft.errors"),
 ]
 
 
@@ -65,9 +68,9 @@ def _rank(module: str):
 
 def test_the_reader_sees_the_imports():
     # A guard against a checker that passes because it reads nothing.
-    assert "fnsft.distributed.rl_worker" in MODS
-    assert "fnsft.distributed.strategy" in EDGES["fnsft.distributed.rl_worker"]
-    assert "fnsft.actors.modeling" in EDGES["fnsft.distributed.rl_learner"]  # a function-level import
+    assert "fnsft.workers.rl.worker" in MODS
+    assert "fnsft.workers.rl.strategy" in EDGES["fnsft.workers.rl.worker"]
+    assert "fnsft.models.forward" in EDGES["fnsft.workers.rl.learner"]  # a function-level import
 
 
 def test_no_file_over_400_lines():
@@ -81,7 +84,34 @@ def test_imports_point_down_the_layers():
     assert not back, "imports up the layers: " + ", ".join(back)
 
 
-@pytest.mark.parametrize("package", ["distributed", "actors", "judges", "teachers", "models", "data", "rl",
+def test_every_package_has_a_layer():
+    unranked = sorted({m.split(".")[1] for m in MODS if m.count(".") >= 1 and _rank(m) is None})
+    assert not unranked, "packages without a layer (add them to LAYERS): " + ", ".join(unranked)
+
+
+def _imported_names(path: str):
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.ImportFrom):
+            yield node.module or "", [a.name for a in node.names], node.level
+        elif isinstance(node, ast.Import):
+            yield from ((a.name, [], 0) for a in node.names)
+
+
+def test_no_private_names_across_modules():
+    bad = sorted(f"{name} imports {base}.{n}" for name, path in MODS.items()
+                 for base, names, level in _imported_names(path) if base.startswith("fnsft") and base != name
+                 for n in names if n.startswith("_") and not n.startswith("__"))
+    assert not bad, ", ".join(bad)
+
+
+def test_upstream_private_modules_only_in_compat():
+    bad = sorted(f"{name} imports {base}" for name, path in MODS.items() if not name.startswith("fnsft.compat")
+                 for base, _, level in _imported_names(path)
+                 if not level and not base.startswith("fnsft") and ("._internal" in base or "._private" in base))
+    assert not bad, ", ".join(bad)
+
+
+@pytest.mark.parametrize("package", ["runtime", "workers", "actors", "judges", "teachers", "models", "data", "rl",
                                      "config", "utils"])
 def test_lower_layers_never_import_stages_or_pipeline(package):
     prefix = f"fnsft.{package}"

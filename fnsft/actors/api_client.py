@@ -6,16 +6,19 @@ YAML: a judge's or teacher's ``type: api`` block (:class:`fnsft.actors.api_setti
 - a concurrency cap (a thread pool of ``max_concurrency``) and a requests-per-minute limiter,
   shared by every caller of the object (make it ONE Ray actor per endpoint per run with
   :func:`make_api_actor`, so all workers share one cap, one limit and one budget);
-- retries: the openai client's own (``max_retries``; exponential backoff 0.5 s → 8 s with jitter,
-  and a ``Retry-After``/``retry-after-ms`` header of up to 2 min is honoured as given on 408, 409,
-  429 and 5xx answers, timeouts and dropped connections);
-- a per-request timeout; a failed request comes back with ``error`` set and no text: callers
+- retries of 408, 409, 429 and 5xx answers, timeouts and dropped connections, bounded in number
+  (``max_retries``), per server wait (``Retry-After`` capped at ``max_retry_after_s``) and in
+  total time per request (``retry_budget_s``): :mod:`fnsft.actors.api_retry`;
+- a per-attempt timeout; a failed request comes back with ``error`` set and no text: callers
   mask it, never score it 0;
-- the :class:`~fnsft.actors.call_cache.CallCache` (answers only, never errors), so reruns and
-  resumed runs never pay twice;
-- a ``max_calls`` budget that raises :class:`fnsft.errors.BudgetExhausted` once spent, after every
-  answer already received is cached;
-- token usage, latency and retry counts (:meth:`ApiClient.stats`).
+- the :class:`~fnsft.actors.call_cache.CallCache` (answers only: never errors, never empty
+  replies), so reruns and resumed runs never pay twice and never keep an outage's non-answers;
+- budgets that count what is really paid for: ``max_calls`` (every attempt of a request, its
+  retries included, costs one call per choice asked, ``n``) and ``max_total_tokens`` (prompt +
+  completion tokens as the endpoint reports them); once one is spent the next request is not
+  sent and :class:`fnsft.errors.BudgetExhausted` is raised, after every answer already received
+  is cached;
+- token usage, latency, retry counts and waits (:meth:`ApiClient.stats`).
 
 The API key is read from the environment variable the settings name and never logged or stored.
 """
@@ -29,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Optional
 
+from fnsft.actors.api_retry import RetryClock
 from fnsft.actors.api_settings import ApiSettings, api_identity, resolve_api_key
 from fnsft.actors.call_cache import CallCache, cache_key
 from fnsft.errors import BudgetExhausted, StageError
@@ -83,15 +87,17 @@ class ApiClient:
         self.budget_key = budget_key
         self.identity = api_identity(settings)
         self._key = api_key or resolve_api_key(settings) or _NO_KEY
+        # Retries are ours (_call): the client's own would honour any Retry-After up to 2 min
+        # per retry, with no bound on the request's total time.
         self._client = openai.OpenAI(api_key=self._key, base_url=settings.base_url,
-                                     max_retries=settings.max_retries, timeout=settings.timeout_s)
+                                     max_retries=0, timeout=settings.timeout_s)
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency,
                                         thread_name_prefix="fnsft-api")
         self._limiter = _RateLimiter(settings.requests_per_minute) if settings.requests_per_minute else None
         self.cache = CallCache(cache_path) if cache_path else None
         self._lock = threading.Lock()
-        self._n = {"calls": 0, "cache_hits": 0, "errors": 0, "retries": 0,
-                   "prompt_tokens": 0, "completion_tokens": 0}
+        self._n = {"calls": 0, "cache_hits": 0, "errors": 0, "retries": 0, "retry_after_capped": 0,
+                   "retry_wait_s": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
         self._latency_sum = 0.0
 
     # ---- keys and budget -------------------------------------------------------------------
@@ -102,12 +108,21 @@ class ApiClient:
                          r["logprobs"], r["top_logprobs"], r["seed"], r["top_p"], r["stop"],
                          {**self.settings.extra_body, **r["extra_body"]}, r["cache_extra"])
 
-    def _reserve_call(self) -> bool:
+    def _reserve_call(self, n: int) -> Optional[str]:
+        """Book the first attempt of a request with ``n`` choices; the name of the spent budget
+        (``max_calls`` / ``max_total_tokens``) when it cannot be sent. Retries are booked when
+        they are known (:meth:`_call`): a budget may be overshot by the retries in flight."""
+        s = self.settings
         with self._lock:
-            if self.settings.max_calls is not None and self._n["calls"] >= self.settings.max_calls:
-                return False
-            self._n["calls"] += 1
-            return True
+            if s.max_calls is not None and self._n["calls"] + n > s.max_calls:
+                return "max_calls"
+            if s.max_total_tokens is not None and self._tokens() >= s.max_total_tokens:
+                return "max_total_tokens"
+            self._n["calls"] += n
+            return None
+
+    def _tokens(self) -> int:
+        return self._n["prompt_tokens"] + self._n["completion_tokens"]
 
     # ---- the public call -------------------------------------------------------------------
     def chat(self, requests: list[dict]) -> list[dict]:
@@ -135,9 +150,10 @@ class ApiClient:
             else:
                 pending.setdefault(key, []).append(i)
 
-        futures, unasked = {}, 0
+        futures, unasked, spent = {}, 0, None
         for key, idx in pending.items():
-            if not self._reserve_call():
+            spent = self._reserve_call(_normalise(requests[idx[0]])["n"]) if not unasked else spent
+            if spent:
                 unasked += 1
                 continue
             futures[self._pool.submit(self._call, requests[idx[0]])] = key
@@ -146,7 +162,7 @@ class ApiClient:
             key = futures[fut]
             res, fatal_here = fut.result()
             fatal = fatal or fatal_here
-            if res["error"] is None and self.cache is not None:
+            if res["error"] is None and any(res["texts"]) and self.cache is not None:
                 self.cache.put(key, res)
             for i in pending[key]:
                 results[i] = {**res, "cached": False}
@@ -154,10 +170,12 @@ class ApiClient:
             raise StageError(fatal)
         if unasked:
             where = f" and cached in {self.cache.path}" if self.cache is not None else ""
+            key = self.budget_key if spent == "max_calls" else budget_key_for(self.budget_key, spent)
+            what = (f"{self.settings.max_calls} API calls" if spent == "max_calls"
+                    else f"{self.settings.max_total_tokens} tokens")
             raise BudgetExhausted(
-                f"{self.budget_key}: the budget of {self.settings.max_calls} API calls is spent "
-                f"({unasked} requests not asked; the answers received are kept{where}); raise "
-                f"{self.budget_key} and rerun: cached answers are not paid for again")
+                f"{key}: the budget of {what} is spent ({unasked} requests not asked; the answers "
+                f"received are kept{where}); raise {key} and rerun: cached answers are not paid for again")
         return results  # type: ignore[return-value]
 
     def _call(self, request: dict) -> tuple[dict, Optional[str]]:
@@ -182,36 +200,50 @@ class ApiClient:
         t0 = time.monotonic()
         res = {"texts": [], "finish_reasons": [], "top_logprobs": None, "error": None,
                "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "latency_s": 0.0}
-        retries, fatal = 0, None
-        try:
-            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
-            retries = raw.retries_taken
-            _fill(res, raw.parse())
-            res["texts"] = [self._scrub(t) for t in res["texts"]]
-        except openai.APITimeoutError:
-            retries = self.settings.max_retries
-            res["error"] = (f"timeout: no answer within timeout_s={self.settings.timeout_s} "
-                            f"after {retries} retries")
-        except openai.APIConnectionError as e:
-            retries = self.settings.max_retries
-            res["error"] = f"connection failed after {retries} retries: {e}"
-        except openai.APIStatusError as e:
-            code = e.status_code
-            if code in (408, 409, 429) or code >= 500:
-                retries = self.settings.max_retries
-            res["error"] = f"HTTP {code} after {retries} retries: {e.message}"
-            if code in _FATAL_STATUS:
-                fatal = (f"api endpoint {self.identity.split('|')[0] or '(OPENAI_BASE_URL)'} "
-                         f"refused the request (HTTP {code}): check base_url, model "
-                         f"{self.settings.model!r} and the key in "
-                         f"{self.settings.api_key_env or 'OPENAI_API_KEY'}")
-        except Exception as e:  # garbage on the wire (bad JSON, wrong shape): this item fails
-            res["error"] = f"unreadable answer: {type(e).__name__}: {e}"
+        st = self.settings
+        clock = RetryClock(st.max_retries, st.max_retry_after_s, st.retry_budget_s, started=t0)
+        fatal, failure, why = None, None, ""
+        while True:
+            headers = None
+            try:
+                raw = self._client.chat.completions.with_raw_response.create(
+                    **kwargs, timeout=max(0.001, min(st.timeout_s, clock.left_s())))
+                _fill(res, raw.parse())
+                res["texts"] = [self._scrub(t) for t in res["texts"]]
+                failure = None
+                break
+            except openai.APITimeoutError:
+                failure = ("timeout: no answer within timeout_s=" f"{st.timeout_s}", "")
+            except openai.APIConnectionError as e:
+                failure = ("connection failed", f": {e}")
+            except openai.APIStatusError as e:
+                code = e.status_code
+                failure = (f"HTTP {code}", f": {e.message}")
+                if code in _FATAL_STATUS:
+                    fatal = (f"api endpoint {self.identity.split('|')[0] or '(OPENAI_BASE_URL)'} "
+                             f"refused the request (HTTP {code}): check base_url, model "
+                             f"{st.model!r} and the key in {st.api_key_env or 'OPENAI_API_KEY'}")
+                if not (code in (408, 409, 429) or code >= 500):
+                    break  # a 400 or another answer that asking again cannot change
+                headers = e.response.headers
+            except Exception as e:  # garbage on the wire (bad JSON, wrong shape): this item fails
+                res["error"] = f"unreadable answer: {type(e).__name__}: {e}"
+                break
+            wait = clock.next_wait(headers)
+            if wait is None:  # max_retries used, or the wait would end past the budget
+                why = "" if clock.retries >= st.max_retries else f", retry_budget_s={st.retry_budget_s:g} spent"
+                break
+            clock.wait(wait)
+        if failure is not None:
+            res["error"] = f"{failure[0]} after {clock.retries} retries{why}{failure[1]}"
         res["latency_s"] = time.monotonic() - t0
         if res["error"] is not None:
             res["error"] = self._scrub(res["error"])[:500]
         with self._lock:
-            self._n["retries"] += retries
+            self._n["retries"] += clock.retries
+            self._n["retry_after_capped"] += clock.capped
+            self._n["retry_wait_s"] += clock.waited_s
+            self._n["calls"] += clock.retries * r["n"]  # each retry is one more paid attempt
             self._n["errors"] += res["error"] is not None
             self._n["prompt_tokens"] += res["usage"]["prompt_tokens"]
             self._n["completion_tokens"] += res["usage"]["completion_tokens"]
@@ -225,16 +257,20 @@ class ApiClient:
 
     # ---- accounting --------------------------------------------------------------------------
     def stats(self) -> dict:
-        """Counters since start: ``calls`` (paid requests), ``cache_hits``, ``errors``,
-        ``retries`` (exact for answered calls; failed ones count ``max_retries``),
-        ``prompt_tokens``, ``completion_tokens``, ``mean_latency_s``, ``rate_limit_wait_s``,
-        ``budget_left`` (None without ``max_calls``)."""
+        """Counters since start: ``calls`` (paid attempts, retries included, ``n`` per request),
+        ``cache_hits``, ``errors``, ``retries``, ``retry_after_capped`` (server waits cut to
+        ``max_retry_after_s``), ``retry_wait_s`` (time spent waiting to retry), ``prompt_tokens``,
+        ``completion_tokens``, ``total_tokens``, ``mean_latency_s``, ``rate_limit_wait_s``,
+        ``budget_left`` (None without ``max_calls``), ``tokens_left`` (None without
+        ``max_total_tokens``)."""
         with self._lock:
             out: dict[str, Any] = dict(self._n)
+            out["total_tokens"] = self._tokens()
             out["mean_latency_s"] = self._latency_sum / out["calls"] if out["calls"] else 0.0
         out["rate_limit_wait_s"] = self._limiter.waited_s if self._limiter else 0.0
-        m = self.settings.max_calls
+        m, t = self.settings.max_calls, self.settings.max_total_tokens
         out["budget_left"] = None if m is None else max(0, m - out["calls"])
+        out["tokens_left"] = None if t is None else max(0, t - out["total_tokens"])
         return out
 
     def close(self) -> None:
@@ -242,6 +278,13 @@ class ApiClient:
         self._client.close()
         if self.cache is not None:
             self.cache.close()
+
+
+def budget_key_for(calls_key: str, budget: str) -> str:
+    """The YAML key of ``budget`` beside the calls budget's key (``judge.api.max_calls`` ->
+    ``judge.api.max_total_tokens``): messages name the key the user sets."""
+    head, _, last = calls_key.rpartition(".")
+    return f"{head}.{budget}" if head and last.startswith("max_") else budget
 
 
 def _normalise(request: dict) -> dict:

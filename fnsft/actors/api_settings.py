@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from fnsft.errors import ConfigError
+from fnsft.utils.redact import looks_like_env_name
 
 DEFAULT_BASE_URL_ENV = "OPENAI_BASE_URL"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -39,12 +40,24 @@ class ApiSettings:
         "help": "Rate limit: requests are spaced 60/requests_per_minute seconds apart. Unset: no limit."})
     max_retries: int = field(default=5, metadata={
         "help": "Retries of a failed request (429, 408, 409, 5xx, timeouts, dropped connections) "
-                "with exponential backoff that honours Retry-After (the openai client's own)."})
+                "with exponential backoff that honours Retry-After (up to max_retry_after_s)."})
     timeout_s: float = field(default=60.0, metadata={
-        "help": "Per-request timeout in seconds (each retry gets its own)."})
+        "help": "Per-attempt timeout in seconds (each retry gets its own, within retry_budget_s)."})
+    retry_budget_s: float = field(default=300.0, metadata={
+        "help": "Most seconds one request may take, every attempt and wait included: no retry "
+                "starts past it, and an attempt's timeout is cut to the time left."})
+    max_retry_after_s: float = field(default=30.0, metadata={
+        "help": "Longest wait a server's Retry-After is honoured for; a longer one is capped to "
+                "this (and counted in the stats as retry_after_capped)."})
     max_calls: Optional[int] = field(default=None, metadata={
-        "help": "Budget: most API calls (cache hits are free) before the stage stops with a "
-                "one-line message; everything already answered stays cached. Unset: no limit."})
+        "help": "Budget: most API calls paid for (every attempt, retries included, counts once per "
+                "choice asked, n; cache hits are free) before the stage stops with a one-line "
+                "message; everything already answered stays cached. Unset: no limit. One counter "
+                "per run: every worker of the run calls through the run's one API actor."})
+    max_total_tokens: Optional[int] = field(default=None, metadata={
+        "help": "Budget: most prompt + completion tokens (as the endpoint reports them) before "
+                "the stage stops with a one-line message; requests already in flight finish. "
+                "Unset: no limit."})
     extra_body: dict = field(default_factory=dict, metadata={
         "help": "Extra JSON fields sent with every request (server-specific, e.g. vLLM's "
                 "{'top_k': 20}); part of the cache key."})
@@ -80,16 +93,20 @@ def check_api_settings(s: ApiSettings, key: str, environ: Mapping[str, str] = os
         if not isinstance(s.api_key_env, str) or not s.api_key_env:
             raise ConfigError(f"{at('api_key_env')}: the NAME of an environment variable "
                               f"(e.g. OPENAI_API_KEY), not the key")
+        if not looks_like_env_name(s.api_key_env):  # a pasted key: never echo it
+            raise ConfigError(f"{at('api_key_env')}: this looks like a key, not the NAME of an environment "
+                              f"variable; export the key (e.g. OPENAI_API_KEY=...) and give that name here")
         if s.api_key_env not in environ:
             raise ConfigError(f"{at('api_key_env')}: environment variable {s.api_key_env} is "
                               f"not set (export it with the API key)")
     for f, lowest in (("max_concurrency", 1), ("requests_per_minute", 1), ("max_retries", 0),
-                      ("timeout_s", None), ("max_calls", 1)):
+                      ("timeout_s", None), ("retry_budget_s", None), ("max_retry_after_s", None),
+                      ("max_calls", 1), ("max_total_tokens", 1)):
         v = getattr(s, f)
-        if v is None and f in ("requests_per_minute", "max_calls"):
+        if v is None and f in ("requests_per_minute", "max_calls", "max_total_tokens"):
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (
-                f != "timeout_s" and not isinstance(v, int)):
+                not f.endswith("_s") and not isinstance(v, int)):
             raise ConfigError(f"{at(f)}: {v!r} is not a number")
         if (lowest is None and v <= 0) or (lowest is not None and v < lowest):
             raise ConfigError(f"{at(f)}: {v!r} must be "

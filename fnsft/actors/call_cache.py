@@ -3,16 +3,20 @@
 A rerun or a resumed run asks the cache first, so it never pays twice for the same answer. One
 JSON line per answer, ``{"key": ..., "value": ...}``; each write is flushed and fsynced before
 :meth:`CallCache.put` returns, so a killed run loses nothing it already wrote. A line cut short by
-a kill is dropped when the file is opened again. Used by the API client and by local backends.
+a kill is dropped when the file is opened again; damaged lines are skipped and counted (one log
+line), never a crash. Used by the API client and by local backends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from typing import Any, Iterator, Optional
+
+log = logging.getLogger("fnsft")
 
 
 def _canonical(obj: Any) -> str:
@@ -60,6 +64,9 @@ class CallCache:
                 self._data[row["key"]] = row["value"]
             except (ValueError, KeyError, TypeError):
                 self.dropped_lines += 1
+        if self.dropped_lines:
+            log.warning("%s: skipped %d damaged line(s) (a write cut short or garbled); their answers are "
+                        "asked again when needed", self.path, self.dropped_lines)
 
     def get(self, key: str, default: Optional[Any] = None) -> Any:
         with self._lock:

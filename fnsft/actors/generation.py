@@ -1,9 +1,11 @@
 """The generation role: sample completions from the current policy (YAML ``rl.generation``).
 
 A :class:`GenerationActor` holds its own copy of the policy. HF ``generate`` (batched, CPU or
-GPU) is the engine unless ``engine: vllm`` asks for vLLM (:mod:`fnsft.actors.vllm_engine`);
-``auto`` never picks vLLM silently, since only the HF path is tested here. After each update the trainer pushes new weights with
-:meth:`load_weights` — only the LoRA adapters when the policy trains LoRA.
+GPU) is the engine unless ``engine: vllm`` asks for vLLM (:mod:`fnsft.actors.vllm_engine`; the
+stage resolves ``auto`` with :func:`fnsft.actors.vllm_runtime.choose_engine` and passes ``hf`` or
+``vllm``; ``auto`` reaching the actor means ``hf``). After each update the trainer pushes new weights with
+:meth:`load_weights` — only the LoRA adapters when the policy trains LoRA; with vLLM the actor
+merges them into its HF copy and loads the full weights into the engine.
 
 A :class:`~fnsft.actors.serving.ModelServer` (weight pushes, checksums); plain Python that
 :class:`fnsft.actors.group.ActorGroup` makes a Ray actor.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from fnsft.actors.serving import ModelServer
+from fnsft.actors.serving import ModelServer, StaleWeightsError
 
 log = logging.getLogger("fnsft.actors")
 
@@ -32,24 +34,29 @@ class GenerationActor(ModelServer):
         model: the stage's incoming :class:`~fnsft.models.handle.ModelHandle`.
         lora: a PEFT ``LoraConfig`` when the trainer trains adapters (the actor wraps its copy
             the same way, so adapter names match), else ``None``.
-        engine: ``hf``, ``vllm`` or ``auto`` (= ``hf``; vLLM only when asked by name).
+        engine: ``hf`` or ``vllm`` (``auto`` = ``hf``: the stage resolves ``auto`` first).
         apply_chat_template: format string prompts as a user turn with the chat template.
         chat_template: a template to use instead of the tokenizer's.
         batch_size: HF generation micro-batch (memory bound); 0 = all at once.
+        follows_policy: the trainer pushes its weights here (the RL loop's actors): after Ray
+            restarted this actor, :meth:`generate` refuses (:class:`StaleWeightsError`) until a
+            push or ``mark_current`` arrives, so a rollout never samples from stale weights.
         replica: this actor's index in its group (set by ActorGroup).
     """
 
     def __init__(self, model, lora=None, engine: str = "auto", apply_chat_template: bool = True,
                  chat_template: Optional[str] = None, batch_size: int = 0, dtype: str = "auto",
-                 vllm_kwargs: Optional[dict] = None, replica: int = 0):
-        from fnsft.actors.modeling import eos_token_ids
+                 vllm_kwargs: Optional[dict] = None, follows_policy: bool = False, replica: int = 0):
+        from fnsft.models.tokens import eos_token_ids
         from fnsft.models.loading import load_tokenizer
 
         super().__init__(model, dtype=dtype, batch_size=batch_size, lora=lora, replica=replica)
         self.tokenizer = load_tokenizer(model.source, model.trust_remote_code, chat_template)
         self.apply_chat_template = apply_chat_template
+        self.follows_policy = follows_policy
         self.engine = "vllm" if engine == "vllm" else "hf"
         self.llm = None
+        self.engine_layout: Optional[dict] = None  # vLLM's parameter names/shapes (engine checksums)
         if self.engine == "vllm":
             self._start_vllm(model, vllm_kwargs or {})
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
@@ -62,32 +69,58 @@ class GenerationActor(ModelServer):
         Returns lists aligned with ``prompts``: ``prompt_ids``, ``completion_ids`` (cut after
         EOS), ``texts`` (decoded completions without special tokens), ``truncated`` (no EOS
         within ``max_new_tokens``); and ``span``, this call's ``[start, end]`` wall clock (the
-        rollout compares it with the reward actor's to show scoring overlapping generation).
+        rollout compares it with the reward actor's to show scoring overlapping generation);
+        ``version``, the pushed policy version it sampled with. With ``sampling["return_logprobs"]``
+        (asynchronous rollouts) also ``logprobs``: per completion token, the log-prob of the
+        sampled token under the distribution it was drawn from (temperature, top-k/top-p applied)
+        — the behaviour policy of :mod:`fnsft.rl.off_policy`.
         """
         import time
 
-        from fnsft.actors.modeling import encode_prompts
+        from fnsft.models.tokens import encode_prompts
 
         started = time.time()
         # A group's copies of one prompt sit side by side: encode (chat template) each run once.
         starts, counts = runs(prompts)
         unique = encode_prompts(self.tokenizer, [prompts[i] for i in starts], self.apply_chat_template)
         prompt_ids = [ids for ids, n in zip(unique, counts) for _ in range(n)]
+        return {"prompt_ids": prompt_ids, **self.generate_ids(prompt_ids, sampling, seed, started)}
+
+    def generate_ids(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int] = None,
+                     started: Optional[float] = None) -> dict[str, list]:
+        """:meth:`generate` from prompts already tokenized (a multi-turn episode's transcript so
+        far, :mod:`fnsft.envs.rollout`); the same answer without ``prompt_ids``."""
+        import time
+
+        if self.follows_policy and self.restarted:
+            raise StaleWeightsError(f"generation replica {self.replica} was restarted and has not received "
+                                    "the policy's current weights yet")
+        started = time.time() if started is None else started
+        logprobs: list[list[float]] = []
         if self.engine == "vllm":
-            completions = self._generate_vllm(prompt_ids, sampling, seed)
+            from fnsft.actors import vllm_engine
+
+            completions, logprobs = vllm_engine.generate(self.llm, prompt_ids, sampling, seed, sorted(self.eos_ids))
         else:
             completions = []
             step = self.batch_size or len(prompt_ids)
             for start in range(0, len(prompt_ids), step):
-                completions += self._generate_hf(prompt_ids[start:start + step], sampling,
-                                                 None if seed is None else seed + start)
+                ids, lps = self._generate_hf(prompt_ids[start:start + step], sampling,
+                                             None if seed is None else seed + start)
+                completions += ids
+                logprobs += lps
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         truncated = [not (c and c[-1] in self.eos_ids) for c in completions]
-        return {"prompt_ids": prompt_ids, "completion_ids": completions, "texts": texts, "truncated": truncated,
-                "span": [started, time.time()]}
+        out = {"completion_ids": completions, "texts": texts, "truncated": truncated, "span": [started, time.time()],
+               "version": self.version}
+        if sampling.get("return_logprobs"):
+            out["logprobs"] = logprobs
+        return out
 
-    def _generate_hf(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
-        """HF ``generate`` on one micro-batch; each distinct prompt is prefilled once.
+    def _generate_hf(self, prompt_ids: list[list[int]], sampling: dict,
+                     seed: Optional[int]) -> tuple[list[list[int]], list[list[float]]]:
+        """HF ``generate`` on one micro-batch; each distinct prompt is prefilled once. Returns the
+        completions and, with ``sampling["return_logprobs"]``, their tokens' log-probs (else ``[]``).
 
         A GRPO batch holds every prompt ``num_generations`` times in a row. The prompt's KV
         cache does not depend on what is sampled after it, so consecutive copies share one
@@ -98,7 +131,7 @@ class GenerationActor(ModelServer):
         """
         import torch
 
-        from fnsft.actors.modeling import cut_at_eos, pad_sequences
+        from fnsft.models.tokens import cut_at_eos, pad_sequences
 
         pad_id = self.tokenizer.pad_token_id
         starts, counts = runs(prompt_ids)
@@ -120,9 +153,20 @@ class GenerationActor(ModelServer):
                 ids, mask = ids[index], mask[index]
             if seed is not None:
                 torch.manual_seed(seed)
+            if sampling.get("return_logprobs"):
+                # generate's processed scores are the logits after temperature and top-k/top-p, the
+                # distribution the token was drawn from; compute_transition_scores log-softmaxes them.
+                kwargs.update(output_scores=True, return_dict_in_generate=True)
             out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        new = out[:, ids.shape[1]:].tolist()
-        return [cut_at_eos(row, self.eos_ids, pad_id) for row in new]
+        if sampling.get("return_logprobs"):
+            sequences = out.sequences
+            scores = self.model.compute_transition_scores(sequences, out.scores, normalize_logits=True)
+            token_lps = scores.float().cpu().tolist()
+        else:
+            sequences, token_lps = out, []
+        new = sequences[:, ids.shape[1]:].tolist()
+        completions = [cut_at_eos(row, self.eos_ids, pad_id) for row in new]
+        return completions, [lps[:len(c)] for lps, c in zip(token_lps, completions)]
 
     def _prefill(self, ids, mask, index):
         """KV cache of left-padded ``ids`` (positions as ``generate`` counts them), rows repeated by ``index``."""
@@ -134,47 +178,68 @@ class GenerationActor(ModelServer):
 
     # Weights (load_weights, weights_checksum, get_weights: ModelServer) ------------------
     def install_weights(self, state: dict) -> None:
-        if self.engine == "vllm":
-            self._load_vllm(state)
-        else:
-            super().install_weights(state)
-
-    def weights_checksum(self) -> str:
-        """With vLLM: computed by the engine over the weights it generates with (its names)."""
+        """Into the HF copy; with vLLM then the full weights into the engine."""
+        super().install_weights(state)
         if self.engine == "vllm":
             from fnsft.actors import vllm_engine
 
-            return vllm_engine.checksum(self.llm)
-        return super().weights_checksum()
+            vllm_engine.load_weights(self.llm, self._full_state())
 
-    # vLLM (GPU only; not exercised by the CPU test suite) -----------------------------------
+    def weights_report(self) -> dict:
+        """The HF copy's checksum (compared with the trainer's) and, with vLLM, whether the engine
+        holds that copy's full weights converted as its ``load_weights`` converts them."""
+        report = super().weights_report()
+        if self.engine == "vllm":
+            from fnsft.actors import vllm_engine
+
+            probe = self.tokenizer("What is 12 + 30? The answer is 42. Thank you!")["input_ids"]
+            report["engine_matches"] = vllm_engine.matches(self.llm, self._full_state(), self.engine_layout,
+                                                           probe, self._probe_logprobs(probe))
+        return report
+
+    def _probe_logprobs(self, ids: list[int]) -> list[float]:
+        """The HF copy's log-prob of each of ``ids[1:]`` (what the engine must compute too)."""
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(input_ids=torch.as_tensor([ids], device=self.device)).logits[0, :-1].float()
+        lps = torch.log_softmax(logits, -1).gather(-1, torch.as_tensor(ids[1:], device=self.device)[:, None])
+        return lps[:, 0].cpu().tolist()
+
+    # vLLM ---------------------------------------------------------------------------------
     def _start_vllm(self, model, vllm_kwargs: dict) -> None:
         import os
+        import shutil
         import tempfile
 
         from fnsft.actors import vllm_engine
 
-        path = model.weights_dir if model.weights is None else model.materialize(tempfile.mkdtemp(prefix="fnsft_vllm_"))
-        if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
-            self.tokenizer.save_pretrained(path)
-        self.llm = vllm_engine.start(path, str(self.dtype).replace("torch.", ""), vllm_kwargs)
+        tmp = tempfile.mkdtemp(prefix="fnsft_vllm_")
+        try:  # the handle's folder, or (weights in memory, a LoRA rebuild) a copy written to tmp
+            path = model.materialize(tmp)
+            if not os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+                vllm_kwargs = {"tokenizer": model.source, **vllm_kwargs}  # weights-only folder
+            self.llm = vllm_engine.start(path, str(self.dtype).replace("torch.", ""), vllm_kwargs, self.device.type)
+        finally:  # the engine has loaded everything: a copy per (re)start would fill the disk
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.engine_layout = vllm_engine.layout(self.llm)  # fixed for the engine's life
 
-    def _generate_vllm(self, prompt_ids: list[list[int]], sampling: dict, seed: Optional[int]) -> list[list[int]]:
-        from fnsft.actors import vllm_engine
+    def _full_state(self) -> dict:
+        """The HF copy's full weights (HF names); under LoRA with the adapters merged in."""
+        import torch
 
-        return vllm_engine.generate(self.llm, prompt_ids, sampling, seed)
-
-    def _load_vllm(self, state: dict) -> None:
-        """vLLM takes full HF-named weights: merge pushed adapters into our HF copy first."""
-        from fnsft.actors import vllm_engine
-        from fnsft.actors.modeling import load_policy_weights
-
-        load_policy_weights(self.model, {k: v.to(self.device) for k, v in state.items()}, self.lora_only)
-        if self.lora_only:
-            self.model.merge_adapter()
-            full = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+        if not self.lora_only:
+            return self.model.state_dict()
+        state = self.model.state_dict()
+        # unmerge subtracts what merge added, in floating point: restore the exact base weights
+        # instead, or every push would drift the base a little.
+        base = {k: v.detach().clone() for k, v in state.items() if ".base_layer." in k}
+        self.model.merge_adapter()
+        try:
+            return {k.replace("base_model.model.", "").replace(".base_layer", ""): v.detach().clone()
                     for k, v in self.model.state_dict().items() if "lora_" not in k}
+        finally:
             self.model.unmerge_adapter()
-        else:
-            full = self.model.state_dict()
-        vllm_engine.load_weights(self.llm, full)
+            with torch.no_grad():
+                for k, v in base.items():
+                    state[k].copy_(v)

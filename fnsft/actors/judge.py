@@ -66,7 +66,7 @@ class JudgeActor(ModelServer):
         """
         import torch
 
-        from fnsft.actors.modeling import encode_prompts, pad_sequences
+        from fnsft.models.tokens import encode_prompts, pad_sequences
 
         key = tuple(options)
         if key not in self._options:

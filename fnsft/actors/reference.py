@@ -20,11 +20,12 @@ class ReferenceActor(ModelServer):
 
     def logprobs(self, batch: dict, temperature: float = 1.0):
         """``(B, C)`` float32 numpy log-probs of the completion tokens of a padded batch
-        (:func:`fnsft.actors.modeling.rollout_arrays`), 0 on padding."""
+        (:func:`fnsft.models.tokens.rollout_arrays`), 0 on padding."""
         import numpy as np
         import torch
 
-        from fnsft.actors.modeling import completion_forward, to_torch
+        from fnsft.models.forward import completion_forward
+        from fnsft.models.tokens import to_torch
 
         out = []
         for rows in self.batches(len(batch["completion_ids"])):

@@ -1,14 +1,16 @@
 """The reward role: score completions with a weighted sum of reward terms (YAML ``rl.rewards``).
 
-Terms are built-in rules and user functions (:mod:`fnsft.rl.rewards`, TRL's signature) and
-sequence-classification reward models loaded from a directory. RLAIF's judge is another term
-of the same kind. The class is plain Python; ``ActorGroup`` makes it a Ray actor.
+Every term follows one contract (:mod:`fnsft.rl.reward_terms`): built-in rules and user
+functions (:mod:`fnsft.rl.rewards`, TRL's signature), sequence-classification reward models
+loaded from a directory (:class:`SequenceClassifierReward`), and ready-made terms handed in by
+the stage (RLAIF's judge, :class:`fnsft.judges.reward_term.JudgeTerm`). The class is plain
+Python; ``ActorGroup`` makes it a Ray actor.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from fnsft.actors.serving import ModelServer
 
@@ -37,13 +39,13 @@ class SequenceClassifierReward(ModelServer):
 
     def encode(self, prompts: list, completions: list[str]) -> list[list[int]]:
         """Token ids of (prompt, completion) pairs exactly as this model scores them (unpadded);
-        the reward model's training (:mod:`fnsft.distributed.reward_trainer`) tokenizes with it."""
+        the reward model's training (:mod:`fnsft.workers.hf.reward_trainer`) tokenizes with it."""
         return encode_for_reward(self.tokenizer, prompts, completions, self.apply_chat_template)
 
     def __call__(self, prompts, completions, **_) -> list[float]:
         import torch
 
-        from fnsft.actors.modeling import pad_sequences
+        from fnsft.models.tokens import pad_sequences
 
         ids = self.encode(prompts, completions)
         scores: list[float] = []
@@ -60,7 +62,7 @@ def encode_for_reward(tokenizer, prompts: list, completions: list[str], apply_ch
     """(prompt, completion) as a reward model reads them: the chat template with the completion as
     the assistant turn (no extra special tokens), else the plain prompt text + completion with the
     tokenizer's own special tokens; cut to the tokenizer's ``model_max_length``."""
-    from fnsft.actors.modeling import prompt_text
+    from fnsft.models.tokens import prompt_text
 
     if apply_chat_template:
         texts = [tokenizer.apply_chat_template(
@@ -71,33 +73,44 @@ def encode_for_reward(tokenizer, prompts: list, completions: list[str], apply_ch
     return tokenizer(texts, truncation=True, add_special_tokens=not apply_chat_template)["input_ids"]
 
 
+def spec_term(spec, apply_chat_template: bool = True):
+    """The term for one ``rl.rewards`` entry (:class:`fnsft.rl.rewards.RewardSpec`); a ``model``
+    entry loads its reward model here, in the process that will score with it."""
+    from fnsft.rl.reward_terms import FunctionTerm
+    from fnsft.rl.rewards import rule_function
+
+    if spec.type == "model":
+        return FunctionTerm(spec.label, float(spec.weight), SequenceClassifierReward(spec.path, apply_chat_template),
+                            text_prompts=False)
+    fn, fixed = rule_function(spec)
+    # Rules and user functions are bounded per batch (a catastrophic regex, a stuck function);
+    # the built-in rules score row by row, a user function the whole batch at once.
+    return FunctionTerm(spec.label, float(spec.weight), fn, fixed, timeout_s=float(spec.timeout_s),
+                        row_wise=spec.type != "function")
+
+
 class RewardActor:
     """Sum of weighted reward terms.
 
     Args:
-        specs: :class:`fnsft.rl.rewards.RewardSpec` list (already validated).
+        specs: :class:`fnsft.rl.rewards.RewardSpec` list (already validated), built into terms here.
+        terms: ready terms (:class:`fnsft.rl.reward_terms.RewardTerm`), summed after ``specs``.
         apply_chat_template: format (prompt, completion) with the reward model's chat template.
+        pairs_path, pairs_group: RLAIF ``mode: preference``: append each training batch's
+            (chosen, rejected) pairs (groups of ``pairs_group`` completions) to this jsonl.
     """
 
-    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0,
-                 judge=None, judge_weight: float = 1.0, pairs_path: Optional[str] = None, pairs_group: int = 0):
-        from fnsft.rl.rewards import rule_function
-
+    def __init__(self, specs: list, apply_chat_template: bool = True, replica: int = 0, terms: Sequence = (),
+                 pairs_path: Optional[str] = None, pairs_group: int = 0):
         self.replica = replica
-        # RLAIF: a :class:`fnsft.judges.base.Judge` (pointwise/binary) scores every completion,
-        # normalised to [0, 1]; a masked judgement takes its row out of the update.
-        self.judge, self.judge_weight = judge, float(judge_weight)
-        self._judge_seen = None
+        self.terms = [spec_term(spec, apply_chat_template) for spec in specs] + list(terms)
+        labels = [t.label for t in self.terms]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"reward terms need distinct names; got {labels}")
         # RLAIF mode preference: the pairs the loop's DPO step uses, also kept as a DPO dataset.
         self.pairs_path, self.pairs_group = pairs_path, pairs_group
-        self.terms: list[tuple[str, float, Any, dict]] = []
-        for spec in specs:
-            if spec.type == "model":
-                fn, fixed = SequenceClassifierReward(spec.path, apply_chat_template), {}
-            else:
-                fn, fixed = rule_function(spec)
-            self.terms.append((spec.label, float(spec.weight), fn, fixed))
         self.completions_scored = 0
+        self.totals: dict = {}  # every term's books since the start, summed
 
     def ready(self) -> bool:
         return True
@@ -106,39 +119,46 @@ class RewardActor:
         """Completions this replica has scored (each replica scores a share of every batch)."""
         return self.completions_scored
 
+    def term_totals(self) -> dict:
+        """Every term's books (:class:`fnsft.rl.reward_terms.TermStats`) summed over all the batches
+        this replica scored, by label; add the replicas' up with :func:`~fnsft.rl.reward_terms.add_stats`."""
+        return dict(self.totals)
+
     def score(self, prompts: list, completions: list[str], columns: Optional[dict[str, list]] = None,
               completion_ids: Optional[list[list[int]]] = None) -> dict[str, Any]:
-        """``{"rewards": [...], "components": {label: [...]}, "seconds": {label: s}}``.
+        """``{"rewards", "components", "seconds", "masked", "stats", "metrics", "span"}``.
 
-        With a judge, also ``masked`` (rows whose judgement failed: they must leave the update,
-        their reward is meaningless), ``metrics`` (the judge's books since the last call) and
-        ``judge_counters`` (the same, raw: shares of one batch add up). ``span``: this call's
-        ``[start, end]`` wall clock.
+        ``rewards`` is the weighted sum; ``components`` the unweighted terms by label (a failed
+        row holds the mean of the term's other rows, a placeholder); ``masked`` the rows some term
+        could not score (they must leave the update: their reward is meaningless); ``stats`` each
+        term's raw books for this call (shares of one batch add up) and ``metrics`` their readable
+        form; ``seconds`` each term's time; ``span`` this call's ``[start, end]`` wall clock.
 
         ``columns``: the dataset's extra columns, one entry per completion (``answer``...).
-        ``rewards`` is the weighted sum; ``components`` the unweighted terms (for metrics).
         """
-        from fnsft.actors.modeling import prompt_text
-        from fnsft.rl.rewards import call_reward, weighted_sum
+        from fnsft.rl.reward_terms import filled, stats_metrics
+        from fnsft.rl.rewards import weighted_sum
 
         started = time.time()
+        n = len(completions)
         columns = dict(columns or {})
         if completion_ids is not None:
             columns["completion_ids"] = completion_ids
-        components, seconds = {}, {}
-        for label, _, fn, fixed in self.terms:
+        components, seconds, stats = {}, {}, {}
+        masked = [False] * n
+        for term in self.terms:
             t0 = time.perf_counter()
-            # Rule functions see prompts as sent; reward models get the structured prompt too.
-            ps = prompts if isinstance(fn, SequenceClassifierReward) else [
-                p if isinstance(p, list) else prompt_text(p) for p in prompts]
-            components[label] = call_reward(fn, ps, completions, columns, fixed, label)
-            seconds[label] = time.perf_counter() - t0
-        weights = {label: w for label, w, _, _ in self.terms}
-        self.completions_scored += len(completions)
-        out = {"rewards": weighted_sum(components, weights) if self.terms else [0.0] * len(completions),
-               "components": components, "seconds": seconds}
-        if self.judge is not None:
-            self._judge_term(prompts, completions, out)
+            got = term.score(prompts, completions, columns)
+            seconds[term.label] = time.perf_counter() - t0
+            components[term.label] = filled(got, n, term.label)
+            masked = [m or f for m, f in zip(masked, got.failed)]
+            stats[term.label] = got.stats
+            self.totals[term.label] = self.totals[term.label] + got.stats if term.label in self.totals else got.stats
+        self.completions_scored += n
+        weights = {t.label: t.weight for t in self.terms}
+        out = {"rewards": weighted_sum(components, weights) if self.terms else [0.0] * n,
+               "components": components, "seconds": seconds, "masked": masked, "stats": stats,
+               "metrics": stats_metrics(stats)}
         if self.pairs_path and self.pairs_group > 1:
             self._write_pairs(prompts, completions, out)
         out["span"] = [started, time.time()]
@@ -154,31 +174,9 @@ class RewardActor:
         g = self.pairs_group
         if len(prompts) % g or any(prompts[i] != prompts[i - i % g] for i in range(len(prompts))):
             return  # not a training batch of groups (a held-out evaluation)
-        masked = out.get("masked") or [False] * len(completions)
-        pairs = preference_pairs(out["rewards"], [not m for m in masked], g)
+        pairs = preference_pairs(out["rewards"], [not m for m in out["masked"]], g)
         with open(self.pairs_path, "a", encoding="utf-8") as f:
             for w, l in pairs:
                 f.write(json.dumps({"prompt": prompts[w], "chosen": completions[w], "rejected": completions[l],
                                     "score_chosen": out["rewards"][w], "score_rejected": out["rewards"][l]},
                                    ensure_ascii=False) + "\n")
-
-    def _judge_term(self, prompts: list, completions: list[str], out: dict) -> None:
-        from fnsft.judges.base import delta, summarize
-
-        t0 = time.perf_counter()
-        scores = self.judge.pointwise(prompts, completions)
-        out["seconds"]["judge"] = time.perf_counter() - t0
-        masked = [s is None for s in scores]
-        known = [s for s in scores if s is not None]
-        fill = sum(known) / len(known) if known else 0.0  # a placeholder: masked rows get no gradient
-        out["components"]["judge"] = [fill if s is None else s for s in scores]
-        out["rewards"] = [r + self.judge_weight * j for r, j in zip(out["rewards"], out["components"]["judge"])]
-        out["masked"] = masked
-        now = self.judge.counters()
-        out["judge_counters"] = delta(now, self._judge_seen)
-        out["metrics"] = summarize(out["judge_counters"])
-        self._judge_seen = now
-
-    def judge_stats(self) -> dict:
-        """The judge's cumulative metrics (``{}`` without a judge)."""
-        return self.judge.stats() if self.judge is not None else {}

@@ -56,15 +56,6 @@ def set_path(data: dict, parts: list[str], value: Any, origin: str) -> None:
     node[parts[-1]] = value
 
 
-def get_path(data: dict, parts: list[str]) -> Any:
-    node: Any = data
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for text in overrides or []:
         parts, value = parse_override(text)

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import keyword
 import types
 import typing
 from typing import Any, Literal, Union
 
+from fnsft.config.bounds import check_bounds, finite
 from fnsft.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+
+
+def yaml_key(name: str) -> str:
+    """The YAML key of a dataclass field: a Python keyword's field carries a trailing ``_``
+    (``class_``) and is written without it (``environment.class``)."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
 
 
 def did_you_mean(name: str, choices) -> str:
@@ -112,12 +120,14 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         if isinstance(value, (int, float)):
-            return float(value)
+            return finite(float(value), path)
         if isinstance(value, str):  # YAML reads 2e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+            else:
+                return finite(number, path)
         raise ConfigError(f"{path}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -130,17 +140,13 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
 
 
-def field_help(cls: type) -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
-
-
 def _known_fields(cls: type, data: dict, path: str) -> tuple[dict, dict]:
     """``cls``'s type hints and init fields; an unknown key in ``data`` is a ConfigError."""
     try:
         hints = typing.get_type_hints(cls)
     except Exception as e:  # a user's annotation we cannot resolve
         raise ConfigError(f"{path}: cannot read the type hints of {cls.__name__}: {e}") from None
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {yaml_key(f.name): f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
             raise ConfigError(
@@ -156,11 +162,12 @@ def parse_dataclass(cls: type, data: dict | None, path: str, *, fixed: dict | No
     hints, fields = _known_fields(cls, data, path)
     kwargs = {}
     for name, f in fields.items():
-        if fixed and name in fixed:
-            kwargs[name] = fixed[name]
+        if fixed and f.name in fixed:
+            kwargs[f.name] = fixed[f.name]
             continue
         if name in data:
-            kwargs[name] = coerce(data[name], hints.get(name, Any), f"{path}.{name}")
+            kwargs[f.name] = coerce(data[name], hints.get(f.name, Any), f"{path}.{name}")
+            check_bounds(name, kwargs[f.name], f"{path}.{name}")
         elif f.default is _MISSING and f.default_factory is _MISSING:
             help_text = f.metadata.get("help")
             raise ConfigError(
@@ -187,14 +194,15 @@ def check_keys(cls: type, data: dict | None, path: str):
     values = {}
     for name, f in fields.items():
         if name in data:
-            values[name] = coerce(data[name], hints.get(name, Any), f"{path}.{name}")
+            values[f.name] = coerce(data[name], hints.get(f.name, Any), f"{path}.{name}")
+            check_bounds(name, values[f.name], f"{path}.{name}")
         elif f.default is not _MISSING:
-            values[name] = f.default
+            values[f.name] = f.default
         elif f.default_factory is not _MISSING:
-            values[name] = f.default_factory()
+            values[f.name] = f.default_factory()
     return _types.SimpleNamespace(**values)
 
 
 def to_dict(obj) -> dict:
     """A dataclass as plain data (for the resolved-config dump and fingerprints)."""
-    return dataclasses.asdict(obj)
+    return dataclasses.asdict(obj, dict_factory=lambda items: {yaml_key(k): v for k, v in items})

@@ -11,7 +11,7 @@ import csv
 import json
 import os
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from fnsft.errors import ConfigError
 
@@ -99,18 +99,25 @@ def _json_records(path: str) -> list[dict]:
     return data
 
 
-def _read_json(path: str, n: int) -> list[dict]:
-    # A .json file may still be JSON Lines (``datasets`` reads both); try that when the whole
-    # file is not one JSON document.
+def json_records(path: str) -> Optional[list[dict]]:
+    """The records of a .json file (a list of objects or ``{"data": [...]}``); None when the file
+    is JSON Lines under a .json name (``datasets`` reads both)."""
     try:
-        return _json_records(path)[:n]
+        return _json_records(path)
     except ConfigError:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             first = f.readline()
             second = f.readline()
         if second.strip() and first.strip().startswith("{"):
-            return _read_jsonl(path, n)
+            return None
         raise
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"data file {path}: not UTF-8 text (at byte {e.start}); save the file as UTF-8") from None
+
+
+def _read_json(path: str, n: int) -> list[dict]:
+    records = json_records(path)
+    return _read_jsonl(path, n) if records is None else records[:n]
 
 
 def _read_csv(path: str, n: int) -> list[dict]:
@@ -138,6 +145,10 @@ _READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".par
 
 def read_first_rows(path: str, n: int = 5) -> list[dict[str, Any]]:
     """The first ``n`` records of a local file or folder; ``[]`` for a hub name (not readable offline)."""
+    from fnsft.data.procedural import is_procedural, procedural_rows
+
+    if is_procedural(path):  # reasoning_gym:<task>, generated here
+        return procedural_rows(path, limit=n)
     if not is_local_path(path):
         return []
     rows: list[dict] = []
@@ -152,6 +163,10 @@ def load_rows(path: str) -> "datasets.Dataset":
     """The whole dataset as a ``datasets.Dataset`` (split ``train``), local or from the hub."""
     import datasets
 
+    from fnsft.data.procedural import is_procedural, procedural_rows
+
+    if is_procedural(path):
+        return datasets.Dataset.from_list(procedural_rows(path))
     if not is_local_path(path):
         try:
             return datasets.load_dataset(path, split="train")

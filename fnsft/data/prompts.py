@@ -8,7 +8,7 @@ reward functions can read e.g. ``answer``. Row indexes in messages are 0-based.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from fnsft.data.formats import apply_column_mapping, format_error, is_message_list, normalize_messages
 from fnsft.errors import ConfigError
@@ -79,3 +79,32 @@ def to_prompt_row(
         # Don't let a leftover column named 'prompt' overwrite the chosen prompt.
         extras["source_prompt"] = extras.pop("prompt")
     return {"prompt": prompt, **extras}
+
+
+def check_prompt_file(path: str, key: str, column_mapping: Optional[dict] = None,
+                      needs: Optional[dict[str, str]] = None) -> None:
+    """Before Ray starts: ``path`` (named by config ``key``) exists, is readable, has rows with a
+    prompt column and, after ``column_mapping``, every column of ``needs`` (config key -> column).
+    A hub set is checked when loaded. One ``ConfigError`` line otherwise."""
+    import os
+
+    from fnsft.data.files import is_local_path, read_first_rows
+
+    if is_local_path(path) and not os.path.exists(path):
+        raise ConfigError(f"{key}: prompt file {path} not found")
+    try:
+        rows = read_first_rows(path, n=20)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"{key}: cannot read {path}: {type(e).__name__}: {e}") from None
+    if not rows:
+        if is_local_path(path):
+            raise ConfigError(f"{key}: {path} has no rows")
+        return
+    detect_prompt_column(rows, path, column_mapping)
+    columns = sorted({(column_mapping or {}).get(k, k) for row in rows for k in row})
+    for need_key, column in (needs or {}).items():
+        if column not in columns:
+            raise ConfigError(f"{need_key}: {path} has no column {column!r}; its columns: {', '.join(columns)}")
+

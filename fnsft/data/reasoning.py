@@ -11,11 +11,14 @@ reduced to their final answer.
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Optional
 
 from fnsft.data.answers import gold_answer
 from fnsft.data.formats import apply_column_mapping
 from fnsft.errors import ConfigError
+
+log = logging.getLogger("fnsft")
 
 QUESTION_COLUMNS = ("question", "problem", "input", "prompt")
 # final_answer first: a row with both a worked solution and a final answer compares on the latter.
@@ -59,11 +62,14 @@ def to_reasoning_rows(rows: list[dict], source: str, column_mapping: Optional[di
 
 
 def load_reasoning_rows(path: str, column_mapping: Optional[dict] = None,
-                        key: str = "reasoning_dataset_path") -> list[dict]:
-    """Every row of ``path`` (local file/folder or hub name) as :func:`to_reasoning_rows` gives them."""
-    from fnsft.data.files import load_rows
+                        key: str = "reasoning_dataset_path", skip_bad_rows: bool = False) -> list[dict]:
+    """Every row of ``path`` (local file/folder or hub name) as :func:`to_reasoning_rows` gives them;
+    a row that cannot be read stops with its file and line (or is skipped: ``skip_bad_rows``)."""
+    from fnsft.data.rows import read_rows
 
-    rows = load_rows(path).to_list()
+    rows, report = read_rows(path, skip_bad_rows=skip_bad_rows, key=key.rsplit(".", 1)[0] if "." in key else "")
+    if report.skipped:
+        log.warning("%s: %s", path, report.describe())
     if not rows:
         raise ConfigError(f"{key}: {path} has no rows")
     return to_reasoning_rows(rows, path, column_mapping, key)

@@ -29,15 +29,29 @@ def model_identity(model: Any) -> str:
 
 def build_judge(settings: JudgeSettings, *, model: Any = None, cache_path: Optional[str] = None,
                 pool: Any = None, base_dir: str = ".", name: str = "judge", dtype: str = "auto",
-                key: str = "judge"):
+                key: str = "judge", books: Any = None, run_id: Optional[str] = None):
     """A ready :class:`~fnsft.judges.base.Judge` for ``settings``.
 
     ``model``: the stage's input model (a ``ModelHandle``), judged with when ``type: local`` has no
     ``model_name_or_path``. ``pool``: an already started judge actor group (else one is started;
-    the caller kills it with ``judge.backend.pool.kill()``). ``cache_path``: the jsonl cache.
+    the caller stops it with :meth:`~fnsft.judges.base.Judge.close`). ``cache_path``: the jsonl cache.
+    ``books``: another judge's :class:`~fnsft.judges.base.JudgeBooks`, to share its budget and books.
+    ``run_id``: the run the judge works for (the pipeline's id; default: a fresh one). With Ray up,
+    what the judge needs on the cluster is started here, in the run's driver, named after the run
+    and owned by it: the API actor (the key read from this process's environment) and the
+    ``max_judge_calls`` counter; copies of the judge sent to reward actors use both, so a run
+    spends one budget with its own key, and no other run shares or outlives them.
     """
-    from fnsft.judges.base import Judge
+    import uuid
+
+    from fnsft.judges.base import Judge, JudgeBooks
     from fnsft.judges.templates import load_constitution
+
+    run = run_id or uuid.uuid4().hex[:12]
+    if books is None and settings.max_judge_calls:
+        from fnsft.judges.budget import start_call_budget
+
+        books = JudgeBooks(budget=start_call_budget(settings.max_judge_calls, f"fnsft-{run}-{name}-judge-budget"))
 
     principles = list(settings.principles)
     if settings.constitution_path:
@@ -62,5 +76,5 @@ def build_judge(settings: JudgeSettings, *, model: Any = None, cache_path: Optio
         from fnsft.judges.settings import api_settings
 
         backend = ApiBackend(api_settings(settings), settings.score_range, settings.max_tokens,
-                             settings.top_logprobs, cache_path=None, name=name)
-    return Judge(settings, backend, cache_path=cache_path, principles=principles, key=key)
+                             settings.top_logprobs, actor_name=f"fnsft-{run}-{name}-judge-api")
+    return Judge(settings, backend, cache_path=cache_path, principles=principles, key=key, books=books)

@@ -1,6 +1,7 @@
 """``judge.type: api`` — judge prompts sent to any OpenAI-compatible endpoint through the shared
-client (:mod:`fnsft.actors.api_client`: one Ray actor per endpoint owns the concurrency cap, the
-rate limit, retries honouring ``Retry-After``, timeouts and token accounting).
+client (:mod:`fnsft.actors.api_client`: one Ray actor per endpoint per run owns the key, the
+concurrency cap, the rate limit, retries honouring ``Retry-After``, timeouts, the ``max_calls``
+and ``max_total_tokens`` budgets and token accounting).
 
 Greedy (``temperature: 0``) replies of ``max_tokens``; ``logprobs``/``top_logprobs`` are asked for
 and used when the server returns them (a probability instead of a hard letter). A failed call
@@ -16,18 +17,29 @@ from fnsft.judges.parsing import parse_reply
 
 
 class ApiBackend:
-    """Holds the endpoint's client (the named API actor when Ray is up, else an in-process client)."""
+    """Holds the endpoint's client: the run's API actor when Ray is up (started by the run's
+    driver, where the backend is built, so the key comes from the run's own environment, and
+    its handle travels with copies of the backend), else an in-process client.
+
+    ``actor_name``: the actor's name, per run and stage (``fnsft-<run id>-<stage>-judge-api``).
+    """
 
     def __init__(self, api_settings, score_range, max_tokens: int = 8, top_logprobs: int = 10,
-                 cache_path: Optional[str] = None, name: str = "judge"):
+                 actor_name: str = "fnsft-judge-api"):
+        import ray
+
         from fnsft.actors.api_settings import api_identity
 
         self.api = api_settings
         self.score_range = list(score_range)
         self.max_tokens, self.top_logprobs = max_tokens, top_logprobs
-        self.cache_path, self.name = cache_path, name
         self.identity = f"api:{api_identity(api_settings)}"
-        self._client = None
+        self.actor = None
+        self._client = None  # the in-process client (no Ray), never pickled
+        if ray.is_initialized():
+            from fnsft.actors.api_client import make_api_actor
+
+            self.actor = make_api_actor(self.api, None, name=actor_name, budget_key="judge.api.max_calls")
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -35,20 +47,22 @@ class ApiBackend:
         return state
 
     def client(self):
-        """The endpoint's one Ray actor (shared cap, rate limit, budget) when Ray is up, else in-process."""
+        """The run's API actor (one key, cap, rate limit and budget for all its copies), else in-process."""
+        if self.actor is not None:
+            return self.actor
         if self._client is None:
+            from fnsft.actors.api_client import ApiClient
+
+            self._client = ApiClient(self.api, None, budget_key="judge.api.max_calls")
+        return self._client
+
+    def close(self) -> None:
+        """Stop the API actor this backend started (its copies in other processes judge no more)."""
+        if self.actor is not None:
             import ray
 
-            from fnsft.actors.api_client import ApiClient, make_api_actor
-            from fnsft.actors.call_cache import cache_key
-
-            if ray.is_initialized():
-                # Named per judge cache (per run and stage), so runs sharing a cluster stay apart.
-                name = f"fnsft-{self.name}-api-" + cache_key(self.identity, self.cache_path)[:12]
-                self._client = make_api_actor(self.api, None, name=name, budget_key="judge.api.max_calls")
-            else:
-                self._client = ApiClient(self.api, None, budget_key="judge.api.max_calls")
-        return self._client
+            ray.kill(self.actor)
+            self.actor = None
 
     def request(self, text: str) -> dict:
         req: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "max_tokens": self.max_tokens,
@@ -58,14 +72,9 @@ class ApiBackend:
         return req
 
     def judge(self, items: list[dict], kind: str) -> list[Outcome]:
-        client = self.client()
-        requests = [self.request(it["text"]) for it in items]
-        if hasattr(client.chat, "remote"):
-            import ray
+        from fnsft.actors.api_client import chat_through
 
-            results = ray.get(client.chat.remote(requests))
-        else:
-            results = client.chat(requests)
+        results = chat_through(self.client(), [self.request(it["text"]) for it in items])
         out = []
         for r in results:
             usage = r.get("usage") or {}

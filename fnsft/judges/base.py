@@ -6,8 +6,8 @@ sends only the missing ones to its backend in one batch, and keeps the books (ca
 hits, masked share, ties, position consistency, latency, tokens). A parse failure or a failed
 call is ``None`` — masked, counted — never a score of 0.
 
-A backend has ``identity`` (a string that changes when its verdicts would) and
-``judge(items, kind) -> list[Outcome]``; each item holds ``text`` (the rendered judge prompt)
+A backend has ``identity`` (a string that changes when its verdicts would),
+``judge(items, kind) -> list[Outcome]`` and ``close()`` (stop what it started); each item holds ``text`` (the rendered judge prompt)
 and the raw ``prompt``/``response`` (``first``/``second`` for pairwise) for function judges.
 """
 
@@ -45,7 +45,12 @@ class Outcome:
 
 
 @dataclass
-class _Counters:
+class JudgeBooks:
+    """A judge's running counters (the numbers behind its metrics, :func:`summarize`) and the
+    budget its calls are reserved from (``max_judge_calls``; a :class:`~fnsft.judges.budget.CallBudget`
+    or the run's shared one, None: no cap). Judges given the same object share both; a copy of
+    the judge sent to another process keeps the budget and starts fresh books."""
+
     judgements: int = 0
     calls: int = 0
     cache_hits: int = 0
@@ -58,10 +63,29 @@ class _Counters:
     latency_s: float = 0.0
     tokens: int = 0
     values: list = field(default_factory=list)
+    # failed calls by kind (fnsft.judges.outage.error_kind): what a masked-share stop names
+    errors_http_5xx: int = 0
+    errors_http_429: int = 0
+    errors_http_other: int = 0
+    errors_timeout: int = 0
+    errors_connection: int = 0
+    errors_unreadable: int = 0
+    errors_other: int = 0
+    budget: Any = field(default=None, repr=False, compare=False)
+
+    def counters(self) -> dict[str, Any]:
+        """The counters alone (lists copied), as :meth:`Judge.counters` reports them."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k != "budget"}
 
 
-def summarize(c: dict) -> dict[str, float]:
-    """Readable judge metrics from raw counters (cumulative, or a difference of two snapshots)."""
+def summarize(c: dict, prefix: str = "judge") -> dict[str, float]:
+    """Readable judge metrics (``<prefix>/calls``...) from raw counters (cumulative, or a
+    difference of two snapshots)."""
+    out = _summary(c)
+    return out if prefix == "judge" else {prefix + k[len("judge"):]: v for k, v in out.items()}
+
+
+def _summary(c: dict) -> dict[str, float]:
     n = max(c["judgements"], 1)
     values = [v for v in c.get("values", []) if v is not None]
     out = {"judge/judgements": float(c["judgements"]), "judge/calls": float(c["calls"]),
@@ -76,6 +100,7 @@ def summarize(c: dict) -> dict[str, float]:
         out["judge/tie_share"] = c["ties"] / c["pairs"]
     if c["both_orders"]:
         out["judge/position_consistency"] = c["consistent"] / c["both_orders"]
+    out.update({f"judge/{k}": float(v) for k, v in c.items() if k.startswith("errors_") and v})
     return out
 
 
@@ -87,11 +112,13 @@ class Judge:
         backend: a function, local-actor or API backend (:func:`fnsft.judges.build_judge`).
         cache_path: the jsonl cache under the stage's output folder (``None``: memory only).
         principles: the constitution, when there is one.
+        books: counters shared with another judge of the stage (one budget, one set of books);
+            default: its own.
     """
 
     def __init__(self, settings: JudgeSettings, backend, cache_path: Optional[str] = None,
                  principles: Optional[list[str]] = None, template_text: Optional[str] = None,
-                 key: str = "judge"):
+                 key: str = "judge", books: Optional[JudgeBooks] = None):
         from fnsft.judges.templates import resolve_template
 
         self.settings = settings
@@ -102,12 +129,16 @@ class Judge:
         self.template = template_text or (resolve_template(settings.template, settings.kind)
                                           if settings.type != "function" else "")
         self._cache = None
-        self._counters = _Counters()
+        self.books = books if books is not None else JudgeBooks()
+        if self.books.budget is None and settings.max_judge_calls:
+            from fnsft.judges.budget import CallBudget
 
-    def __getstate__(self):  # travels to a reward actor: reopen the cache there
-        state = dict(self.__dict__)
+            self.books.budget = CallBudget(settings.max_judge_calls)
+
+    def __getstate__(self):  # travels to a reward actor: reopen the cache there, keep books there,
+        state = dict(self.__dict__)  # spend the run's one budget
         state["_cache"] = None
-        state["_counters"] = _Counters()
+        state["books"] = JudgeBooks(budget=self.books.budget)
         return state
 
     @property
@@ -156,7 +187,7 @@ class Judge:
                 plan.append((None, len(items)) if swap else (len(items), None))
                 items.append((p, y, x) if swap else (p, x, y))
         values = self._run(items)
-        c = self._counters
+        c = self.books
         out: list[Optional[float]] = []
         for ab, ba in plan:
             v_ab = values[ab] if ab is not None else None
@@ -175,17 +206,20 @@ class Judge:
 
     def counters(self) -> dict[str, Any]:
         """Raw cumulative counters (subtract two snapshots with :func:`delta` for one iteration)."""
-        c = self._counters
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in c.__dict__.items()}
+        return self.books.counters()
 
     def stats(self) -> dict[str, float]:
         """Cumulative metrics: calls, cache hits, masked share, tie share, position consistency,
         mean latency per call, tokens, score mean/std."""
         return summarize(self.counters())
 
+    def close(self) -> None:
+        """Stop what the backend started (a local judge's actor pool): this judge judges no more."""
+        self.backend.close()
+
     # Internals ----------------------------------------------------------------------------
     def _count_values(self, values: list) -> None:
-        self._counters.values.extend(values)
+        self.books.values.extend(values)
 
     def _rng(self, *parts) -> random.Random:
         from fnsft.actors.call_cache import cache_key
@@ -224,9 +258,9 @@ class Judge:
 
     def _run(self, triples: list[tuple]) -> list[Optional[float]]:
         """Verdicts (the kind's own scale) for (prompt, first, second) triples; cache first."""
-        from fnsft.actors.modeling import prompt_text
+        from fnsft.models.tokens import prompt_text
 
-        c = self._counters
+        c = self.books
         items = [self._item(prompt_text(p), str(f), None if s is None else str(s)) for p, f, s in triples]
         keys = [self._key(it) for it in items]
         values: list[Optional[float]] = [None] * len(items)
@@ -239,8 +273,8 @@ class Judge:
             else:
                 todo.append(i)
         c.judgements += len(items)
-        cap = self.settings.max_judge_calls
-        allowed = todo if not cap else todo[:max(0, cap - c.calls)]
+        budget = c.budget
+        allowed = todo if budget is None or not todo else todo[:budget.reserve(len(todo))]
         if allowed:
             t0 = time.perf_counter()
             outcomes = self.backend.judge([items[i] for i in allowed], self.kind)
@@ -251,15 +285,21 @@ class Judge:
                 c.tokens += o.tokens
                 values[i] = o.value
                 if o.error:
+                    from fnsft.judges.outage import error_kind
+
                     c.errors += 1
-                else:  # a parse failure is cached too (same inputs, same reply); a failed call is not
+                    kind = error_kind(o.error)
+                    setattr(c, kind, getattr(c, kind) + 1)
+                elif o.value is not None or o.reply.strip():
+                    # A parse failure is cached too (same inputs, same reply); a failed call or an
+                    # empty reply (an endpoint in trouble answers 200 with nothing) is asked again.
                     self.cache.put(keys[i], {"value": o.value, "reply": o.reply[:200]})
         c.masked += sum(v is None for v in values)
         if len(allowed) < len(todo):
             raise JudgeBudgetExhausted(
-                f"{self.key}.max_judge_calls: the budget of {cap} judge calls is spent ({len(todo) - len(allowed)} "
-                f"judgements left undone); the {len(self.cache)} judgements made are kept in "
-                f"{self.cache_path or 'memory'} and a rerun with a higher cap reuses them")
+                f"{self.key}.max_judge_calls: the budget of {budget.cap} judge calls is spent "
+                f"({len(todo) - len(allowed)} judgements left undone); the {len(self.cache)} judgements made "
+                f"are kept in {self.cache_path or 'memory'} and a rerun with a higher cap reuses them")
         return values
 
 

@@ -66,5 +66,8 @@ class FunctionBackend:
                                reply=raw if isinstance(raw, str) else ""))
         return out
 
+    def close(self) -> None:
+        """Nothing to stop: the function runs in the caller's process."""
+
 
 __all__ = ["FunctionBackend"]

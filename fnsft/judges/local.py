@@ -30,3 +30,7 @@ class LocalBackend:
             out.append(Outcome(value, tokens=r["tokens"], latency_s=r["latency_s"],
                                reply=max(r["probs"], key=r["probs"].get) if r["probs"] else ""))
         return out
+
+    def close(self) -> None:
+        """Stop the pool's actors (their CPUs go back to the stage); this backend judges no more."""
+        self.pool.kill()

@@ -16,6 +16,7 @@ YAML (under a stage, e.g. ``stage_configs.rlaif.judge``)::
       function: my_pkg.judges:score   # function ("module:fn" or "file.py:fn")
       api: {model: gpt-4o-mini, base_url: null, api_key_env: OPENAI_API_KEY}   # api
       max_judge_calls: 0          # 0: no cap
+      max_masked_share: 0.5       # fail the stage when more judgements than this are masked (1: never)
 
 :func:`check_judge_settings` turns every mistake into a one-line :class:`ConfigError` naming the
 key; it imports no torch/ray (it runs in ``--dry_run``).
@@ -80,6 +81,14 @@ class JudgeSettings:
     max_judge_calls: int = field(default=0, metadata={"help": "Stop loudly after this many judge calls (0: no cap); "
                                                               "cached judgements are free."})
     seed: int = field(default=0, metadata={"help": "Principle sampling and random position order."})
+    max_masked_share: float = field(
+        default=0.5, metadata={"help": "Fail the stage in one line when more than this share of a scoring batch's "
+                                       "(or the whole stage's) judgements is masked (failed calls, unparsed or "
+                                       "empty replies): a judge outage must not train on nothing. In (0, 1]; "
+                                       "1: never."})
+
+
+MAX_SCORE_SPAN = 100  # judge.score_range: high - low
 
 
 def check_judge_settings(s: JudgeSettings, key: str = "judge", base_dir: str = ".") -> None:
@@ -101,6 +110,10 @@ def check_judge_settings(s: JudgeSettings, key: str = "judge", base_dir: str = "
         raise ConfigError(f"{key}.score_range: give [low, high], e.g. [1, 10] (got {s.score_range})")
     if s.score_range[0] >= s.score_range[1]:
         raise ConfigError(f"{key}.score_range: low must be below high (got {s.score_range}; e.g. [1, 10])")
+    if s.score_range[1] - s.score_range[0] > MAX_SCORE_SPAN:
+        # A judge reads the scale from the prompt and answers one number; past ~100 steps neither a
+        # model nor the log-prob parser (one token per score) can use it.
+        raise ConfigError(f"{key}.score_range: at most {MAX_SCORE_SPAN} apart (got {s.score_range}; e.g. [1, 10])")
     if s.constitution_path:
         load_constitution(s.constitution_path, f"{key}.constitution_path", base_dir)
     uses_principles = bool(s.principles or s.constitution_path)
@@ -120,6 +133,9 @@ def check_judge_settings(s: JudgeSettings, key: str = "judge", base_dir: str = "
             raise ConfigError(f"{key}.{name}: must be >= 1 (got {getattr(s, name)})")
     if s.max_judge_calls < 0:
         raise ConfigError(f"{key}.max_judge_calls: must be >= 0 (0: no cap; got {s.max_judge_calls})")
+    share = s.max_masked_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ConfigError(f"{key}.max_masked_share: {share!r} must be a share in (0, 1] (e.g. 0.5; 1: never stop)")
     if s.type == "function":
         if not s.function:
             raise ConfigError(f"{key}.function: a function judge needs 'module:fn' or 'path/file.py:fn'")

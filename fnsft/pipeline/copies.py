@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import uuid
 from typing import Any, Optional
 
 from fnsft.models.adapters import has_adapter
-from fnsft.pipeline.disk import dir_bytes, human_bytes
+from fnsft.pipeline.disk import dir_bytes, human_bytes, remove_inside
 
 log = logging.getLogger("fnsft")
 
@@ -74,8 +73,7 @@ class Copies:
             own_folder = _same(link.model_path, os.path.join(link.output_dir, "model"))  # never anything else
             if (own_folder and has_adapter(link.adapter_path) and prev_on_disk
                     and has_model(link.model_path) and not _same(link.model_path, keep)):
-                freed = dir_bytes(link.model_path)
-                shutil.rmtree(link.model_path, ignore_errors=True)
+                freed = remove_inside(link.model_path, link.output_dir)
                 log.info("Stage %s: removed its merged copy %s (%s; its adapter %s rebuilds it)",
                          link.name, link.model_path, human_bytes(freed), link.adapter_path)
                 dropped.append(link.model_path)
@@ -111,8 +109,7 @@ def restore_copy(handle, copies: Copies, manifest, summary: dict):
     if not has_model(out):
         tmp = f"{out}.{uuid.uuid4().hex[:8]}.tmp"
         handle.materialize(tmp)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
+        remove_inside(out, link.output_dir)
         os.replace(tmp, out)
         log.info("Rebuilt %s from the adapter %s (the next stage starts from it)", out, handle.adapter)
     link.model_path = out
@@ -132,6 +129,24 @@ def forget_copies(manifest, summary: dict, removed: list[str], dirs: dict[str, s
                 summary["stages"][name]["model_path"] = None
     if removed:
         refresh_disk_bytes(summary, dirs)
+
+
+def cleanup_intermediate(manifest, summary: dict, dirs: dict[str, str], final: str, root: str) -> None:
+    """``--cleanup_intermediate``: remove the stages' model copies once ``final`` holds the run's
+    model. Only folders inside ``root`` (the run's output_dir) go: a run folder copied elsewhere
+    still names the original's copies, which stay (one log line each)."""
+    if not os.path.isfile(os.path.join(final, "config.json")):
+        log.warning("final_model missing; intermediate models kept")
+        return
+    for name, folder in dirs.items():
+        path = summary["stages"].get(name, {}).get("model_path")
+        if not path or not os.path.isdir(path) or _same(path, final):
+            continue
+        if remove_inside(path, root):
+            log.info("Removed intermediate model %s", path)
+        manifest.forget_model(name)
+        summary["stages"][name]["model_path"] = None
+        summary["stages"][name]["disk_bytes"] = dir_bytes(folder)
 
 
 def refresh_disk_bytes(summary: dict, dirs: dict[str, str]) -> None:

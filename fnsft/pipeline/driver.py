@@ -4,7 +4,7 @@
 Pipeline.from_yaml(...)          validate everything (no Ray yet)
   .run()                         connect to / start Ray
      for each selected stage:    skip if the manifest says it finished with this fingerprint
-        stage.execute(model, tokenizer, previous_result) -> StageResult
+        stage.execute(model, tokenizer, previous_result, context=StageContext(fingerprint)) -> StageResult
         model -> object store (and <NN>_<stage>/model when save_intermediate)
         manifest + pipeline_summary.json
      final_model/ (--save_final_model), cleanup (--cleanup_intermediate)
@@ -16,36 +16,44 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
 from fnsft.errors import FnsftError, StageError
 from fnsft.pipeline import registry
 from fnsft.pipeline.logs import setup_logging
-from fnsft.pipeline.copies import forget_copies, refresh_disk_bytes
-from fnsft.pipeline.disk import dir_bytes, ray_runs, remove_stage_checkpoints
-from fnsft.pipeline.manifest import Manifest, fingerprint, paths_fingerprint, stage_fingerprint, write_json_atomic
+from fnsft.pipeline.copies import cleanup_intermediate, forget_copies, refresh_disk_bytes
+from fnsft.pipeline.disk import dir_bytes, own_train_runs, remove_inside, remove_stage_checkpoints
+from fnsft.pipeline.manifest import Manifest, fingerprint, paths_fingerprint, stage_fingerprint
+from fnsft.pipeline.summary import SUMMARY, load_summary
 from fnsft.pipeline.plan import Plan, build_plan, describe_plan
 from fnsft.pipeline.results import checked_result, plain, short_metrics
-from fnsft.stages.base import StageResult
+from fnsft.stages.base import StageContext, StageResult, execute_stage
+from fnsft.utils.atomic import write_json_atomic
+from fnsft.utils.one_line import error_line
+from fnsft.utils.redact import redact
 
 log = logging.getLogger("fnsft")
-SUMMARY = "pipeline_summary.json"
 
 
 class Pipeline:
-    """Run a validated :class:`Plan`. ``Pipeline.register_stage`` adds user stages."""
+    """Run a validated :class:`Plan`. ``Pipeline.register_stage`` adds user stages.
+
+    ``train_callbacks``: functions taking a Train job's name and returning extra
+    ``ray.train.UserCallback`` for it, handed to every stage (a Tune trial forwards its stages'
+    reports to Tune with one).
+    """
 
     register_stage = staticmethod(registry.register_stage)
     available_stages = staticmethod(registry.available_stages)
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, train_callbacks: Sequence[Callable[[str], list]] = ()):
         self.plan = plan
         self.config = plan.config
+        self.train_callbacks = tuple(train_callbacks)
 
     @classmethod
     def from_yaml(cls, path: str, overrides: Optional[list[str]] = None,
@@ -62,20 +70,50 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Run the plan's stages; the summary (``pipeline_summary.json``) says how it ended:
+        ``completed``, ``failed``, ``stopped`` (SIGTERM, e.g. ``ray job stop``) or ``interrupted``
+        (Ctrl-C), with ``stopped_stage`` naming the stage that was running."""
+        from fnsft.utils.run_lock import output_dir_lock
+        from fnsft.utils.stop import RunStopped, stop_on_sigterm
+
         t0 = time.time()
         cfg = self.config
-        os.makedirs(cfg.output_dir, exist_ok=True)
-        setup_logging(cfg.log_level, cfg.output_dir)
-        log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
+        # Before anything is written there: a second run on this folder refuses with one line.
+        with output_dir_lock(cfg.output_dir) as taken_over, stop_on_sigterm():
+            setup_logging(cfg.log_level, cfg.output_dir)
+            if taken_over:
+                log.info("%s", taken_over)
+            log.info("fnsft pipeline: %s -> %s", ", ".join(s.name for s in self.plan.selected), cfg.output_dir)
+            # What a rerun continues from, read before Ray starts: a damaged file is one line now.
+            manifest, summary = Manifest(cfg.output_dir), load_summary(cfg.output_dir)
+            summary.update(status="running", stopped_stage=None)
+            try:
+                return self._run_locked(manifest, summary, t0)
+            except BaseException as e:
+                summary["status"] = ("stopped" if isinstance(e, RunStopped) else
+                                     "interrupted" if isinstance(e, KeyboardInterrupt) else "failed")
+                try:
+                    self._write_summary(summary)
+                except OSError as write_error:  # e.g. the full disk that failed the run: keep its error
+                    log.warning("%s not updated (%s)", SUMMARY, write_error)
+                if isinstance(e, RunStopped) and summary.get("stopped_stage"):
+                    raise RunStopped(f"{e} during stage {summary['stopped_stage']}") from None
+                raise
+
+    def _run_locked(self, manifest: Manifest, summary: dict, t0: float) -> dict[str, Any]:
+        from fnsft.utils.stop import stop_on_sigterm
+
+        cfg = self.config
         with open(os.path.join(cfg.output_dir, "resolved_config.yaml"), "w") as f:
-            yaml.safe_dump(plain(dataclasses.asdict(cfg)), f, sort_keys=False)
+            yaml.safe_dump(redact(plain(dataclasses.asdict(cfg))), f, sort_keys=False)  # no credentials on disk
         self._track("start")
 
         from concurrent.futures import ThreadPoolExecutor
 
-        from fnsft.distributed.handoff import new_run_id, run_store
-        from fnsft.distributed.ray_runtime import ensure_ray
-        from fnsft.distributed.worker_output import route_worker_output
+        from fnsft.runtime.handoff import new_run_id, run_store
+        from fnsft.runtime.storage import check_storage
+        from fnsft.runtime.ray_start import ensure_ray
+        from fnsft.runtime.log_routing import route_worker_output
         from fnsft.pipeline.sizing import local_cpus
 
         verbose = cfg.log_level == "DEBUG"
@@ -88,14 +126,18 @@ class Pipeline:
         started = time.time()
         ensure_ray(cfg.ray, num_cpus=local_cpus(self.plan))
         ray_start_s = round(time.time() - started, 3)
-        # This run's own hand-off store: other pipelines on the cluster have theirs.
-        with run_store(new_run_id(os.path.basename(cfg.output_dir))) as store:
+        check_storage(cfg.ray.storage_path)  # from the nodes, which write it: one line, not a traceback later
+        # This run's own hand-off store: other pipelines on the cluster have theirs. Starting
+        # Ray put its own SIGTERM handler (a stack dump and abort) over ours: ours again.
+        run_id = new_run_id(os.path.basename(cfg.output_dir))
+        with run_store(run_id) as store, stop_on_sigterm():
             handle, tokenizer, timings = base.result()
-            return self._run_stages(store, handle, tokenizer, {"ray_start_s": ray_start_s, **timings}, t0)
+            return self._run_stages(store, handle, tokenizer, manifest, summary,
+                                    {"ray_start_s": ray_start_s, **timings}, t0, run_id)
 
     def _prepare_base(self, verbose: bool):
         """The pipeline's incoming model handle and tokenizer, and the report's base column."""
-        from fnsft.distributed.worker_output import quiet_driver_libraries
+        from fnsft.runtime.log_routing import quiet_driver_libraries
         from fnsft.models.handle import ModelHandle
         from fnsft.models.precision import dtype_fingerprint, model_hidden_size
         from fnsft.models.spec import resolve_model_path
@@ -118,13 +160,12 @@ class Pipeline:
         timings["base_report_s"] = round(time.time() - t_report, 3)
         return handle, tokenizer, timings
 
-    def _run_stages(self, store, handle, tokenizer, timings: dict, t0: float) -> dict[str, Any]:
+    def _run_stages(self, store, handle, tokenizer, manifest: Manifest, summary: dict, timings: dict,
+                    t0: float, run_id: str) -> dict[str, Any]:
         from fnsft.pipeline.copies import Copies, restore_copy, skipped_handle
 
         cfg = self.config
-        manifest = Manifest(cfg.output_dir)
         copies = Copies()  # finished stages of this run, for the merged copies kept on disk
-        summary = self._load_summary()
         summary["timings"] = timings  # start-up: Ray, the base model (beside it), the report's base answers
         previous: Optional[StageResult] = None
 
@@ -160,22 +201,26 @@ class Pipeline:
             self._write_summary(summary)
             started = time.time()
             storage = cfg.ray.storage_path or os.path.join(os.path.dirname(stage.config.output_dir), "ray_train")
-            runs_before = ray_runs(storage, name)
             self._track("stage_start", name, stage.config.report_to, plain(dataclasses.asdict(stage.config)))
-            stage.run_fingerprint = fp  # Train run names follow it: a rerun resumes the stage
+            # Train run names follow the fingerprint: a rerun after a driver crash resumes the stage;
+            # what the stage starts on the cluster (a judge's API actor, its budget) is named per run.
+            context = StageContext(fingerprint=fp, train_callbacks=self.train_callbacks, run_id=run_id)
             try:
                 if handle.is_rebuild:  # a resume after its merged copy was dropped: write it back
                     handle = restore_copy(handle, copies, manifest, summary)
                     if previous is not None:
                         previous.model, previous.model_path = handle, handle.path
                 handle_in = handle
-                result = checked_result(stage.execute(handle, tokenizer, previous), name, handle, tokenizer)
+                result = checked_result(execute_stage(stage, handle, tokenizer, previous, context), name, handle,
+                                        tokenizer)
                 handle, tokenizer = self._hand_off(result, handle, tokenizer, fp, stage, store)
                 passthrough = handle.weights is handle_in.weights and handle.path == handle_in.path
                 result.model = handle  # previous_result of the next stage: what was handed on
             except BaseException as e:
-                summary["stages"][name].update(status="failed", error=f"{type(e).__name__}: {e}",
+                # An actor's error as it raised it, not Ray's `ray::Actor.method() (pid=…` wrapper.
+                summary["stages"][name].update(status="failed", error=error_line(e, typed=True),
                                                seconds=round(time.time() - started, 2))
+                summary["stopped_stage"] = name
                 self._write_summary(summary)
                 manifest.record(name, {"status": "failed", "fingerprint": fp})
                 self._track("stage_end", name, "failed", {}, stage.config.output_dir)
@@ -188,9 +233,11 @@ class Pipeline:
             result.model_path = handle.path
             adapter = None if passthrough else handle.adapter
             # The model is handed on: its checkpoints are no longer needed (bounded disk).
-            runs = ray_runs(storage, name)
-            freed = remove_stage_checkpoints(stage.config.output_dir, storage, name,
-                                             runs if not cfg.ray.storage_path else runs - runs_before)
+            # Only this run's Train runs: a shared storage path holds other runs' live ones.
+            runs = own_train_runs(storage, stage, fp, shared=bool(cfg.ray.storage_path))
+            freed = remove_stage_checkpoints(stage.config.output_dir, storage, name, runs)
+            if not cfg.ray.storage_path and os.path.isdir(storage) and not os.listdir(storage):
+                os.rmdir(storage)  # the run's own <output_dir>/ray_train, emptied
             manifest.record(name, {"status": "completed", "fingerprint": fp, "model_path": handle.path,
                                    "adapter_path": adapter, "passthrough": passthrough,
                                    "metrics": plain(result.metrics), "finished": time.time()})
@@ -220,7 +267,7 @@ class Pipeline:
             # final_model holds the last stage's weights: its LoRA copy is not needed either.
             forget_copies(manifest, summary, copies.drop_unneeded(keep=None), self._dirs())
             if cfg.cleanup_intermediate:
-                self._cleanup(manifest, summary, final)
+                cleanup_intermediate(manifest, summary, self._dirs(), final, cfg.output_dir)
         refresh_disk_bytes(summary, self._dirs())
         summary["disk_bytes"] = dir_bytes(cfg.output_dir)
         summary["total_seconds"] = round(time.time() - t0, 2)
@@ -300,14 +347,13 @@ class Pipeline:
     def _save_final(self, handle, tokenizer) -> str:
         final = os.path.join(self.config.output_dir, "final_model")
         tmp = final + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_inside(tmp, self.config.output_dir)
         model = handle.load()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if not any(f.endswith(".safetensors") for f in os.listdir(tmp)):
             raise StageError(f"final model: no safetensors written to {tmp}")
-        if os.path.isdir(final):
-            shutil.rmtree(final)
+        remove_inside(final, self.config.output_dir)
         os.replace(tmp, final)
         log.info("Final model written to %s", final)
         return final
@@ -315,33 +361,9 @@ class Pipeline:
     def _dirs(self) -> dict[str, str]:
         return {p.name: p.config.output_dir for p in self.plan.stages}
 
-    def _cleanup(self, manifest: Manifest, summary: dict, final: str) -> None:
-        if not os.path.isfile(os.path.join(final, "config.json")):
-            log.warning("final_model missing; intermediate models kept")
-            return
-        for planned in self.plan.stages:
-            path = summary["stages"].get(planned.name, {}).get("model_path")
-            if path and os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(final):
-                shutil.rmtree(path)
-                manifest.forget_model(planned.name)
-                summary["stages"][planned.name]["model_path"] = None
-                summary["stages"][planned.name]["disk_bytes"] = dir_bytes(planned.config.output_dir)
-                log.info("Removed intermediate model %s", path)
-
-    def _load_summary(self) -> dict:
-        import json
-
-        path = os.path.join(self.config.output_dir, SUMMARY)
-        if os.path.isfile(path):
-            with open(path) as f:
-                data = json.load(f)
-            data.setdefault("stages", {})
-            return data
-        return {"output_dir": self.config.output_dir, "stages": {}}
-
     def _write_summary(self, summary: dict) -> None:
         summary["stage_order"] = [s.name for s in self.plan.stages]
-        write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), plain(summary))
+        write_json_atomic(os.path.join(self.config.output_dir, SUMMARY), redact(plain(summary)))
         self._report()
 
     def _track(self, event: str, *args) -> None:

@@ -14,7 +14,11 @@ import json
 import os
 from typing import Any, Optional
 
+from fnsft.errors import ConfigError
+from fnsft.utils.atomic import read_json_state, write_json_atomic
+
 MANIFEST = ".fnsft_manifest.json"
+REMEDY = "delete it to run every stage again, or restore it from a backup"
 HASH_BELOW = 8 << 20  # files smaller than this are hashed; larger ones: size + mtime
 HASH_BUDGET = 256 << 20  # past this many bytes hashed, the remaining files count by size + mtime
 MAX_FILES = 20000  # a folder with more files than this is described by its first MAX_FILES
@@ -80,20 +84,14 @@ def stage_fingerprint(name: str, stage: Any, input_fingerprint: str) -> str:
     return fingerprint(name, stage.fingerprint_fields(), input_fingerprint, inputs)
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
-
-
 class Manifest:
     def __init__(self, output_dir: str):
         self.path = os.path.join(output_dir, MANIFEST)
         self.data: dict[str, Any] = {"stages": {}}
         if os.path.isfile(self.path):
-            with open(self.path) as f:
-                self.data = json.load(f)
+            self.data = read_json_state(self.path, "resume manifest", REMEDY)
+            if not isinstance(self.data.get("stages"), dict):
+                raise ConfigError(f"{self.path}: the resume manifest is damaged (no 'stages' object); {REMEDY}")
 
     def completed(self, stage: str, fp: str, input_on_disk: bool = True) -> Optional[dict]:
         """The entry of a finished stage with this fingerprint whose weights are still at hand:

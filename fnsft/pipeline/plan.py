@@ -7,6 +7,7 @@ its data), and checks the model spec. Every problem is a one-line ``ConfigError`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -16,7 +17,7 @@ from fnsft.config.checks import check_output_dir, check_resources, check_stage_v
 from fnsft.config.parse import check_keys, did_you_mean, parse_dataclass
 from fnsft.config.resources import effective_resources
 from fnsft.config.schema import PipelineConfig
-from fnsft.distributed.deepspeed_config import describe_deepspeed
+from fnsft.runtime.deepspeed_config import describe_deepspeed
 from fnsft.errors import ConfigError
 from fnsft.models.spec import check_model_spec
 from fnsft.pipeline import registry
@@ -55,6 +56,8 @@ def stage_output_dir(output_dir: str, index: int, name: str) -> str:
 
 
 def parse_pipeline_config(data: dict) -> PipelineConfig:
+    """The checked top-level config of ``data``, with ``output_dir`` made absolute (from the
+    current directory, as the run sees it)."""
     cfg = parse_dataclass(PipelineConfig, data, "config")
     if not cfg.stages:
         raise ConfigError("stages: empty; list the stages to run, e.g. stages: [sft]")
@@ -68,7 +71,7 @@ def parse_pipeline_config(data: dict) -> PipelineConfig:
         raise ConfigError("cleanup_intermediate: removes the stage copies once final_model is written, but "
                           "save_final_model is off; add --save_final_model (save_final_model: true)")
     check_resources(cfg.resources, "resources")
-    return cfg
+    return dataclasses.replace(cfg, output_dir=os.path.abspath(os.path.expanduser(cfg.output_dir)))
 
 
 def build_plan(
@@ -83,7 +86,6 @@ def build_plan(
     cfg = parse_pipeline_config(raw)
     base_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else os.getcwd()
     registry.import_plugins(cfg.plugins, base_dir)
-    cfg.output_dir = os.path.abspath(os.path.expanduser(cfg.output_dir))
 
     if select:
         for name in select:
@@ -211,12 +213,14 @@ def describe_plan(plan: Plan) -> str:
                 lines.append(f"         batching: {batching.describe()}")
     for name in plan.unlisted:
         lines.append(f"    -. {name} [not in stages: section checked, not run]")
-    return "\n".join(lines)
+    from fnsft.utils.redact import redact_text
+
+    return redact_text("\n".join(lines))  # a base_url with user:password@, a pasted key: never printed
 
 
 def _plan_gpu(res) -> bool:
     """Whether a stage will train on GPUs, as far as the plan can tell (``use_gpu: auto``: this
     machine's GPUs; on a cluster the stage decides from the cluster's)."""
-    from fnsft.distributed.batching import gpu_present
+    from fnsft.workers.hf.batching import gpu_present
 
     return res.use_gpu if res.use_gpu is not None else gpu_present()

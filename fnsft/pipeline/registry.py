@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 from typing import Optional
@@ -138,8 +137,3 @@ def import_plugins(plugins: list[str], base_dir: str) -> None:
                 raise
             except Exception as e:
                 raise ConfigError(f"{key}: importing {spec} failed: {type(e).__name__}: {e}") from None
-
-
-def stage_help(name: str) -> str:
-    cls = get_stage_class(name)
-    return (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Optional
 
-from fnsft.distributed.placement import local_capacity, local_ray_cpus, machine_cores, problem, torch_threads
+from fnsft.runtime.placement import local_capacity, local_ray_cpus, machine_cores, problem, torch_threads
 from fnsft.errors import ConfigError
 
 

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import yaml
 
 from fnsft.report.curves import Series, keep_metric, stage_series
+from fnsft.report.transcripts import read_transcripts
 
 SUMMARY = "pipeline_summary.json"
 ANSWERS = "report_answers.json"
@@ -41,6 +42,7 @@ class StageView:
     series: Series
     error: str = ""
     adapter_path: Optional[str] = None  # LoRA stages: <NN>_<stage>/adapter (fnsft.models.adapters)
+    transcripts: dict[str, list] = field(default_factory=dict)  # multi-turn RL: sampled episodes
 
 
 @dataclass
@@ -167,7 +169,7 @@ def collect(output_dir: str) -> RunView:
             model_path=e.get("model_path"), metrics=metrics, settings=settings,
             resources=_resources(config, settings), strategy=str(metrics.get("strategy", "")),
             changes=before_after(metrics), series=stage_series(folder), error=e.get("error", ""),
-            adapter_path=e.get("adapter_path")))
+            adapter_path=e.get("adapter_path"), transcripts=read_transcripts(folder)))
     return RunView(
         output_dir=output_dir, status=summary.get("status", "running" if entries else "not started"),
         model=str(config.get("model_name_or_path", "")), total_seconds=summary.get("total_seconds"),

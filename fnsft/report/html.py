@@ -7,13 +7,14 @@ from html import escape
 from typing import Any
 
 from fnsft.report.collect import RunView, StageView, is_headline
+from fnsft.report.placement import placement_line
 from fnsft.report.style import CSS
 from fnsft.report.svg import fmt, line_panel
+from fnsft.report.transcripts import transcripts_html
 
 COLORS = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#65a30d", "#dc2626"]
 _LOWER_IS_BETTER = ("loss", "perplexity")
 _HIGHER_IS_BETTER = ("reward", "margins", "accurac", "exact_match", "win_rate")
-_SECRET_WORDS = ("api_key", "token", "secret", "password")
 _MAX_PANELS = 8
 
 
@@ -40,9 +41,11 @@ def _duration(seconds) -> str:
 
 def _redact(key: str, value: Any) -> Any:
     """Settings never show credentials (they only come from env vars, but a config may carry one)."""
-    if any(w in key.lower() for w in _SECRET_WORDS) and not key.lower().endswith("_env") and value:
-        return "***"
-    return value
+    from fnsft.utils.redact import MASK, is_secret_name, redact
+
+    if is_secret_name(key.rsplit(".", 1)[-1]) and value:
+        return MASK
+    return redact(value)
 
 
 def _flat(prefix: str, value: Any, out: list) -> None:
@@ -75,9 +78,11 @@ def _timeline(run: RunView) -> str:
             workers += f" + {res.get('gpus_per_worker', 1)} GPU"
         if s.metrics.get("compute_dtype"):
             workers += f", {s.metrics['compute_dtype']}"
+        where = placement_line(s.metrics)
+        where = f"<br><span class=muted>{escape(where)}</span>" if where else ""
         rows.append(
             f"<tr><td>{s.index}</td><td><b>{escape(s.name)}</b></td><td>{_status(s.status)}</td>"
-            f"<td class=num>{escape(_duration(s.seconds))}</td><td>{escape(workers)}</td>"
+            f"<td class=num>{escape(_duration(s.seconds))}</td><td>{escape(workers)}{where}</td>"
             f"<td>{escape(s.strategy or '—')}</td><td class=path>{escape(_on_disk(s))}</td></tr>")
     return (f'<div class="card"><div class="timeline">{"".join(bars)}</div>'
             f'<table><tr><th>#</th><th>stage</th><th>status</th><th>duration</th>'
@@ -134,7 +139,8 @@ def _stage(s: StageView, color: str) -> str:
     return (f'<div class="card" id="stage-{escape(s.name)}"><div class="stagehead"><h3>{s.index}. '
             f'{escape(s.name)}</h3>{_status(s.status)}<span class=muted>{escape(_duration(s.seconds))}</span>'
             f'<span class=muted>{escape(s.strategy)}</span><span class="muted path">{escape(s.folder)}</span></div>'
-            f'<div class="two"><div>{_key_numbers(s)}</div><div>{curves}</div></div>{_settings(s)}</div>')
+            f'<div class="two"><div>{_key_numbers(s)}</div><div>{curves}</div></div>{transcripts_html(s.transcripts)}'
+            f'{_settings(s)}</div>')
 
 
 def _answers(run: RunView) -> str:

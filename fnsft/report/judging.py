@@ -51,6 +51,5 @@ def add_win_rates(data: dict[str, Any], spec: Optional[dict], output_dir: str = 
         data["judge_error"] = f"{type(e).__name__}: {e}"
         log.warning("report: judge failed: %s", e)
     finally:
-        pool = getattr(getattr(judge, "backend", None), "pool", None)
-        if pool is not None:
-            pool.kill()
+        if judge is not None:
+            judge.close()  # its local pool or its API actor

@@ -7,7 +7,6 @@ trains on them (a chat turn through the chat template, or raw text), and stored 
 
 from __future__ import annotations
 
-import random
 from typing import Any, Optional
 
 from fnsft.errors import ConfigError
@@ -41,6 +40,7 @@ def held_out_rows(stage_config: Any, n: int) -> tuple[list[dict], str]:
     shuffle), so the prompts are the stage's own held-out rows.
     """
     from fnsft.data.files import read_first_rows
+    from fnsft.data.splits import split_held_out
 
     c = stage_config
     eval_path = getattr(c, "eval_dataset_path", None)
@@ -52,11 +52,10 @@ def held_out_rows(stage_config: Any, n: int) -> tuple[list[dict], str]:
     rows = read_first_rows(path, n=100_000)
     if getattr(c, "max_train_samples", None):
         rows = rows[: c.max_train_samples]
-    split = getattr(c, "eval_split", 0) or 0
-    if split > 0 and len(rows) >= 4:
-        shuffled = rows[:]
-        random.Random(getattr(c, "seed", 42)).shuffle(shuffled)
-        return shuffled[: max(1, int(round(len(rows) * split)))][:n], f"held-out rows of {path}"
+    held = split_held_out(rows, getattr(c, "eval_split", 0) or 0, getattr(c, "eval_max_rows", None),
+                          getattr(c, "seed", 42)).eval
+    if held:
+        return held[:n], f"held-out rows of {path}"
     return rows[-n:], f"the last rows of {path} (no eval split: the stage trained on them)"
 
 

@@ -35,6 +35,10 @@ svg .grid { stroke: #eef0f3; } svg .axis { stroke: #9ca3af; }
 .answers td { min-width: 180px; max-width: 360px; white-space: pre-wrap; word-break: break-word; font-size: 13px; }
 .answers td.prompt { background: #f3f4f6; font-weight: 500; }
 .answers th .fp { font-weight: 400; text-transform: none; }
+.episode { border-left: 3px solid #d1d5db; margin: 8px 0; padding-left: 8px; font-size: 13px; }
+.episode .turn { white-space: pre-wrap; word-break: break-word; margin: 2px 0; }
+.episode .turn.assistant { background: #eef2ff; }
+.episode .turn.tool { background: #ecfdf5; font-family: monospace; }
 .settings { columns: 3 260px; font-size: 12px; }
 .settings div { break-inside: avoid; padding: 1px 0; }
 .settings .k { color: var(--mute); }

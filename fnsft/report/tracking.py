@@ -3,7 +3,7 @@
 ``report_to`` (per stage, as in HF ``TrainingArguments``) names the sinks: ``tensorboard``,
 ``mlflow``, ``wandb``. The Train workers log live through HF's own callbacks; what they need
 reaches them as environment variables, which Ray Train's runtime env forwards (every
-``MLFLOW_*`` and ``WANDB_*`` variable of the driver, see ``fnsft.distributed.train_job``):
+``MLFLOW_*`` and ``WANDB_*`` variable of the driver, see ``fnsft.runtime.train_job``):
 
 - MLflow: the driver creates the parent run (the resolved config as parameters) and, before each
   stage, a child run (``mlflow.parentRunId``) whose id it puts in ``MLFLOW_RUN_ID``; HF's
@@ -14,7 +14,7 @@ reaches them as environment variables, which Ray Train's runtime env forwards (e
 - W&B: one run per stage, named after it (``WANDB_NAME``, ``WANDB_JOB_TYPE``), in the group
   ``WANDB_RUN_GROUP`` (default: the pipeline run's name) of ``WANDB_PROJECT`` (default: ``fnsft``).
   HF's ``WandbCallback`` on rank 0 logs SFT/DPO live, with the stage's resolved section in the
-  run's config (``fnsft.distributed.tracking``); stages without HF callbacks (RL) are logged by
+  run's config (``fnsft.workers.tracking``); stages without HF callbacks (RL) are logged by
   the driver after the stage, from their per-iteration history. ``WANDB_MODE`` (``offline``:
   run files under ``WANDB_DIR``, ``wandb sync`` later), ``WANDB_API_KEY`` come from your
   environment.
@@ -29,8 +29,9 @@ import os
 import time
 from typing import Any, Optional
 
+from fnsft.utils.redact import is_secret_name, redact_text
+
 log = logging.getLogger("fnsft")
-_SECRET_WORDS = ("api_key", "token", "secret", "password")
 
 
 def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
@@ -39,11 +40,11 @@ def flat_params(data: Any, prefix: str = "") -> dict[str, str]:
     if isinstance(data, dict):
         for k, v in data.items():
             key = f"{prefix}.{k}" if prefix else str(k)
-            if any(w in str(k).lower() for w in _SECRET_WORDS) and not str(k).lower().endswith("_env"):
+            if is_secret_name(k):
                 continue
             out.update(flat_params(v, key))
     elif prefix:
-        out[prefix] = str(data)[:500]
+        out[prefix] = redact_text(str(data))[:500]
     return out
 
 
@@ -139,7 +140,7 @@ class Tracking:
             return  # logged live by HF's WandbCallback in the worker
         import wandb
 
-        from fnsft.distributed.tracking import public_settings
+        from fnsft.workers.tracking import public_settings
         from fnsft.report.curves import stage_series
 
         run = wandb.init(project=os.environ.get("WANDB_PROJECT"), group=os.environ.get("WANDB_RUN_GROUP"),

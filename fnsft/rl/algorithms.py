@@ -27,6 +27,15 @@ class AlgoSpec:
             :func:`~fnsft.rl.grpo_loss`), ``"vanilla"`` (:func:`~fnsft.rl.a2c_policy_loss`),
             ``"natural"`` (:func:`~fnsft.rl.trpo_step`) or ``"dpo"`` (:mod:`fnsft.rl.preference`).
         description: one line for docs and ``--help``.
+        loss: the GRPO family's per-token loss (:mod:`fnsft.rl.grpo_family`): ``"clip"``
+            (decoupled clip, token or sequence ratio) or ``"cispo"`` (clipped IS weights);
+            ``""`` for the algorithms above it (their own losses in :mod:`fnsft.rl.losses`).
+        advantage: the family's advantages: ``"group"`` (group mean, scaled per
+            ``scale_rewards``), ``"reinforce"`` (batch-whitened returns, REINFORCE++) or
+            ``"reinforce_baseline"`` (group mean subtracted first); ``""``: the older rules.
+        kl_in_loss: where the KL to the reference goes when ``rl.kl_in_reward`` is unset.
+        defaults: the algorithm's own defaults for the shared knobs
+            (:func:`fnsft.rl.knobs.resolve_knobs`), as ``(key, value)`` pairs.
     """
 
     name: str
@@ -35,6 +44,10 @@ class AlgoSpec:
     multiple_epochs: bool
     policy_update: str
     description: str
+    loss: str = ""
+    advantage: str = ""
+    kl_in_loss: bool = False
+    defaults: tuple = ()
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {
@@ -53,6 +66,7 @@ ALGORITHMS: dict[str, AlgoSpec] = {
     ),
     "grpo": AlgoSpec(
         name="grpo", uses_critic=False, needs_groups=True, multiple_epochs=True, policy_update="clipped",
+        kl_in_loss=True,
         description="GRPO: no critic, group-normalised sequence advantages, KL to the reference in the loss.",
     ),
     "rloo": AlgoSpec(
@@ -63,6 +77,43 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         name="online_dpo", uses_critic=False, needs_groups=True, multiple_epochs=False, policy_update="dpo",
         description="Online DPO: the best and worst scored completion of each prompt are a preference pair; "
         "one DPO step (beta) per batch against the reference.",
+    ),
+    # The GRPO family (2025): one clipped loss with knobs, entries differ in their defaults.
+    "dapo": AlgoSpec(
+        name="dapo", uses_critic=False, needs_groups=True, multiple_epochs=True, policy_update="clipped",
+        loss="clip", advantage="group", kl_in_loss=True,
+        defaults=(("epsilon_high", 0.28), ("loss_agg_mode", "token_mean"), ("dynamic_sampling", True)),
+        description="DAPO (Yu et al. 2025): clip-higher (epsilon, epsilon_high), dynamic sampling of groups "
+        "with unequal rewards, token-level loss, overlong reward shaping (overlong_buffer).",
+    ),
+    "dr_grpo": AlgoSpec(
+        name="dr_grpo", uses_critic=False, needs_groups=True, multiple_epochs=True, policy_update="clipped",
+        loss="clip", advantage="group", kl_in_loss=True,
+        defaults=(("scale_rewards", "none"), ("loss_agg_mode", "seq_mean_token_sum")),
+        description="Dr. GRPO (Liu et al. 2025): GRPO without the group std and without length normalisation.",
+    ),
+    "gspo": AlgoSpec(
+        name="gspo", uses_critic=False, needs_groups=True, multiple_epochs=True, policy_update="clipped",
+        loss="clip", advantage="group", kl_in_loss=True,
+        defaults=(("importance_sampling_level", "sequence"), ("epsilon", 3e-4), ("epsilon_high", 4e-4),
+                  ("loss_agg_mode", "seq_mean_token_mean")),
+        description="GSPO (Zheng et al. 2025): sequence-level importance ratio (length-normalised) and clipping.",
+    ),
+    "cispo": AlgoSpec(
+        name="cispo", uses_critic=False, needs_groups=True, multiple_epochs=True, policy_update="clipped",
+        loss="cispo", advantage="group", kl_in_loss=True,
+        defaults=(("epsilon_high", 4.0), ("loss_agg_mode", "token_mean")),
+        description="CISPO (MiniMax-M1): clipped, stop-gradient IS weights times log-prob on every token.",
+    ),
+    "reinforce_pp": AlgoSpec(
+        name="reinforce_pp", uses_critic=False, needs_groups=False, multiple_epochs=True, policy_update="clipped",
+        loss="clip", advantage="reinforce",
+        description="REINFORCE++ (Hu 2025): KL in the reward, returns whitened over the batch, PPO clip.",
+    ),
+    "reinforce_pp_baseline": AlgoSpec(
+        name="reinforce_pp_baseline", uses_critic=False, needs_groups=True, multiple_epochs=True,
+        policy_update="clipped", loss="clip", advantage="reinforce_baseline",
+        description="REINFORCE++-baseline: the group mean subtracted from each score, then as reinforce_pp.",
     ),
 }
 

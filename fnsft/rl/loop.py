@@ -1,6 +1,6 @@
 """The per-iteration math of the RL loop, shared by every algorithm: pure functions over tensors.
 
-The learner (:mod:`fnsft.distributed.rl_learner`) computes log-probs/values with its model and
+The learner (:mod:`fnsft.workers.rl.learner`) computes log-probs/values with its model and
 calls these; which pieces run is decided by the algorithm's :class:`~fnsft.rl.AlgoSpec`:
 
 - :func:`compute_advantages` — scores (+ KL to the reference when ``kl_in_reward``) →
@@ -14,7 +14,7 @@ calls these; which pieces run is decided by the algorithm's :class:`~fnsft.rl.Al
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -23,6 +23,7 @@ from torch import Tensor
 from fnsft.rl.advantages import gae, group_advantages, rloo_advantages
 from fnsft.rl.algorithms import AlgoSpec
 from fnsft.rl.kl import add_kl_to_rewards, kl_penalty
+from fnsft.rl.knobs import AlgoKnobs
 from fnsft.rl.losses import a2c_policy_loss, entropy_from_logits, grpo_loss, ppo_policy_loss, value_loss
 from fnsft.rl.masked import masked_mean, masked_sum, masked_whiten
 
@@ -43,6 +44,8 @@ class LossSettings:
     whiten_advantages: bool = True
     loss_agg: str = "token"
     beta: float = 0.1  # online_dpo
+    # The GRPO family's knobs (fnsft.rl.knobs.resolve_knobs); the overlong penalty serves every algorithm.
+    knobs: AlgoKnobs = field(default_factory=AlgoKnobs)
 
 
 def sequence_kl(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, kind: str = "k1") -> Tensor:
@@ -67,6 +70,17 @@ def compute_advantages(
     from the reward: per token for GAE, summed per sequence for the group baselines.
     """
     out: dict[str, Tensor] = {}
+    k = s.knobs
+    if k.overlong_buffer > 0:  # DAPO's soft length penalty, on the score before any baseline
+        from fnsft.rl.grpo_family import overlong_penalty
+
+        penalty = overlong_penalty(mask.sum(dim=-1), k.max_new_tokens, k.overlong_buffer, k.overlong_penalty_factor)
+        scores = scores.float() + penalty
+        out["overlong_penalty_mean"] = penalty.mean()
+        out["overlong_share"] = (penalty < 0).float().mean()
+    if spec.advantage:
+        out.update(_family_advantages(spec, s, scores.float(), mask, old_logprobs, ref_logprobs, kl_coef))
+        return out
     if spec.policy_update == "dpo":
         from fnsft.rl.preference import dpo_row_weights
 
@@ -100,6 +114,24 @@ def compute_advantages(
     return out
 
 
+def _family_advantages(spec: AlgoSpec, s: LossSettings, scores: Tensor, mask: Tensor, old_logprobs: Optional[Tensor],
+                       ref_logprobs: Optional[Tensor], kl_coef: float) -> dict[str, Tensor]:
+    """The GRPO family's advantages: scaled group baselines or REINFORCE++'s whitened returns."""
+    from fnsft.rl.grpo_family import reinforce_pp_advantages, scaled_group_advantages
+
+    use_kl = s.kl_in_reward and ref_logprobs is not None and kl_coef > 0
+    if spec.advantage == "group":
+        seq_rewards = scores
+        if use_kl:
+            seq_rewards = seq_rewards - kl_coef * sequence_kl(old_logprobs, ref_logprobs, mask, s.kl_estimator)
+        return {"advantages": scaled_group_advantages(seq_rewards, s.num_generations, s.knobs.scale_rewards),
+                "sequence_rewards": seq_rewards}
+    groups = s.num_generations if spec.advantage == "reinforce_baseline" else None
+    adv, token_rewards = reinforce_pp_advantages(scores, mask, old_logprobs, ref_logprobs if use_kl else None,
+                                                 kl_coef, s.kl_estimator, s.gamma, groups)
+    return {"advantages": adv, "sequence_rewards": masked_sum(token_rewards, mask, dim=-1)}
+
+
 def policy_objective(
     spec: AlgoSpec,
     s: LossSettings,
@@ -115,7 +147,7 @@ def policy_objective(
     ``mb`` holds the minibatch rows of ``completion_mask``, ``old_logprobs``, ``advantages``
     and, as needed, ``returns``/``old_values`` (critic) and ``ref_logprobs`` (KL in the loss).
     The entropy bonus (``s.entropy_coef > 0``) and stat need either per-token ``entropy``
-    ``(B, T)`` (:func:`fnsft.actors.modeling.completion_forward` with ``need_entropy``: no
+    ``(B, T)`` (:func:`fnsft.models.forward.completion_forward` with ``need_entropy``: no
     ``(B, T, V)`` tensor is kept) or the full ``logits``.
     """
     mask = mb["completion_mask"].to(logprobs.dtype)
@@ -127,6 +159,19 @@ def policy_objective(
 
         loss, _ = dpo_policy_loss(logprobs, mb["advantages"], mask)
         kl_in_loss = False
+    elif spec.loss:  # the GRPO family: one clipped loss with knobs, or CISPO's clipped IS weights
+        from fnsft.rl.grpo_family import cispo_loss, clipped_loss
+
+        k = s.knobs
+        kl_args = {"ref_logprobs": ref if kl_in_loss else None, "kl_coef": kl_coef if kl_in_loss else 0.0}
+        if spec.loss == "cispo":
+            loss, st = cispo_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, k.epsilon_high,
+                                  k.loss_agg_mode, k.max_new_tokens, **kl_args)
+        else:
+            loss, st = clipped_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, k.epsilon, k.epsilon_high,
+                                    k.importance_sampling_level, k.loss_agg_mode, k.max_new_tokens, **kl_args)
+        stats.update(st)
+        kl_in_loss = False  # already inside the loss
     elif spec.name == "grpo":
         loss, st = grpo_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, s.clip_range,
                              ref_logprobs=ref if kl_in_loss else None, kl_coef=kl_coef if kl_in_loss else 0.0,

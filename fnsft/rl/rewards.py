@@ -63,6 +63,9 @@ class RewardSpec:
         default=None, metadata={"help": "function: 'module:function', 'path/file.py:function' or 'path/file.py' (uses reward)."})
     path: Optional[str] = field(default=None, metadata={"help": "model: a sequence-classification model directory."})
     kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "function: extra keyword arguments."})
+    timeout_s: float = field(
+        default=30.0, metadata={"help": "Most seconds this term may take per batch (rules and functions; they run in "
+                                        "a process of their own): rows not scored by then fail and leave the update."})
 
     @property
     def label(self) -> str:

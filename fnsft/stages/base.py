@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from fnsft.models.handle import ModelHandle
@@ -71,6 +72,23 @@ class StageResult:
     message: str = ""  # why, when success is False
 
 
+@dataclass(frozen=True)
+class StageContext:
+    """What the pipeline tells a stage about this run: ``execute(..., context=StageContext(...))``.
+
+    ``fingerprint``: the stage's resume fingerprint (its config, input model and input files, as
+    the manifest records it). Train run names follow it, so a rerun after a driver crash finds
+    the stage's checkpoints. ``train_callbacks``: functions taking a Train job's name and
+    returning extra ``ray.train.UserCallback`` for it (a Tune trial forwards reports to Tune).
+    ``run_id``: the pipeline run executing the stage (None when a stage runs on its own): what a
+    stage starts for the run on the cluster (a judge's API actor, its budget) is named after it.
+    """
+
+    fingerprint: Optional[str] = None
+    train_callbacks: tuple[Callable[[str], list], ...] = ()
+    run_id: Optional[str] = None
+
+
 class BaseStage(abc.ABC):
     """Base class for all stages.
 
@@ -83,7 +101,6 @@ class BaseStage(abc.ABC):
     """
 
     config_class: Optional[type] = None
-
     def __init__(self, config: StageConfig, pipeline_config: Any = None):
         self.config = config
         self.pipeline_config = pipeline_config
@@ -94,7 +111,13 @@ class BaseStage(abc.ABC):
         """The name used in ``stages:`` and ``stage_configs:``."""
 
     def validate_config(self) -> None:
-        """Check the config before anything heavy starts. Raise ``ConfigError`` on bad input."""
+        """Check the config before anything heavy starts. Raise ``ConfigError`` on bad input.
+
+        Checks only: the config is left as parsed (resolve defaults in the config class), and what
+        the plan needs from the data (its format, columns) is read again when asked rather than
+        left on the stage (a cache, if any, is a field made in ``__init__``), so a stage plans
+        the same validated or not.
+        """
 
     def describe_plan(self) -> dict[str, Any]:
         """What ``--dry_run`` prints for this stage (data, format, key settings)."""
@@ -106,8 +129,13 @@ class BaseStage(abc.ABC):
         model: "ModelHandle",
         tokenizer: Any,
         previous_result: Optional[StageResult] = None,
+        *,
+        context: Optional[StageContext] = None,
     ) -> StageResult:
         """Run the stage on ``model`` and return the result for the next stage.
+
+        ``context`` (optional): the pipeline's :class:`StageContext` for this run. A stage whose
+        ``execute`` takes no ``context`` keyword is called without it (:func:`execute_stage`).
 
         ``model`` behaves as the ``transformers`` model it stands for: ``model.parameters()``,
         ``model.generate(...)``, ``model.save_pretrained(...)`` load it on first use (``model.load()``
@@ -117,13 +145,13 @@ class BaseStage(abc.ABC):
     def needs_chat_template(self) -> bool:
         """Whether this stage formats chats with the tokenizer's chat template.
 
-        Default: the config asks for it (``apply_chat_template`` / ``use_chat_template``) or the
-        data validation found conversations. Used to fail before Ray when a model has no template
-        and no fallback is configured (top-level ``default_chat_template: null``).
+        Default: the config asks for it (``apply_chat_template`` / ``use_chat_template``). A stage
+        whose data may hold conversations extends this with what its data says (SFT). Used to fail
+        before Ray when a model has no template and no fallback is configured (top-level
+        ``default_chat_template: null``).
         """
         c = self.config
-        return bool(getattr(c, "apply_chat_template", False) or getattr(c, "use_chat_template", False)
-                    or getattr(self, "_format", None) in ("messages", "sharegpt"))
+        return bool(getattr(c, "apply_chat_template", False) or getattr(c, "use_chat_template", False))
 
     # Helpers stages share -------------------------------------------------------------
     def fingerprint_fields(self) -> dict[str, Any]:
@@ -135,3 +163,16 @@ class BaseStage(abc.ABC):
             for f in dataclasses.fields(self.config)
             if f.name not in skip
         }
+
+
+def execute_stage(stage: BaseStage, model: Any, tokenizer: Any, previous_result: Optional[StageResult],
+                  context: StageContext) -> Any:
+    """``stage.execute(...)`` with ``context`` when its ``execute`` accepts the keyword.
+
+    Stages written against the three-argument ``execute(model, tokenizer, previous_result)``
+    (plugins, examples) keep working unchanged.
+    """
+    params = inspect.signature(stage.execute).parameters
+    if "context" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return stage.execute(model, tokenizer, previous_result, context=context)
+    return stage.execute(model, tokenizer, previous_result)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fnsft.actors.group import RoleResources
 from fnsft.errors import ConfigError, StageError
-from fnsft.stages.base import StageResult
+from fnsft.stages.base import StageContext, StageResult
 from fnsft.stages.training import TrainStage, TrainStageConfig
+from fnsft.workers.hf.trainers import SFT_TRAINER
 from fnsft.teachers.base import DEFAULT_TEMPLATE
 
 log = logging.getLogger("fnsft")
@@ -103,14 +103,18 @@ class CoTDistillationStage(TrainStage):
     """Chain-of-thought distillation: teacher rationales, verified and filtered, train the student."""
 
     config_class = CoTDistillationConfig
-    builder = "fnsft.distributed.sft_trainer:build_sft_trainer"
+    trainer = SFT_TRAINER
     # A rationale's length follows its problem's number of steps, so length-grouped batches hold
-    # one kind of problem each. Measured (benchmarks/cot_distillation.py, SmolLM2, 60 steps): the
-    # same TRL training reached 37/60 held-out with grouped batches and 40/60 in random order
-    # (seed 42; 43/60 with seed 0, under some load), fnsft grouped 35/60, at the same speed
-    # (padding is small: rationales are alike in length).
+    # one kind of problem each and the student learned less (docs/cot_distillation.md, "Why random order").
     random_order_reason = ("random order: length-grouped batches would each hold one kind of problem "
                            "(a rationale's length follows its number of steps) and learned less")
+
+    def __init__(self, config: CoTDistillationConfig, pipeline_config: Any = None):
+        super().__init__(config, pipeline_config)
+        # The student's rows ("train", optional "eval") of the execute in progress: made from the
+        # teacher's kept rationales, then handed to TrainStage.execute's prepare_data hook (which
+        # takes only the tokenizer). None outside execute.
+        self._student_rows: Optional[dict[str, list[dict]]] = None
 
     @property
     def stage_name(self) -> str:
@@ -137,11 +141,16 @@ class CoTDistillationStage(TrainStage):
             raise ConfigError(f"{key}.temperature: must be >= 0 (got {c.temperature})")
         if not 0 < c.min_agreement <= 1:
             raise ConfigError(f"{key}.min_agreement: must be in (0, 1] (got {c.min_agreement})")
-        self._columns = self._check_data(c.reasoning_dataset_path, "reasoning_dataset_path")
+        self._check_data(c.reasoning_dataset_path, "reasoning_dataset_path")
         if c.eval_dataset_path:
             self._check_data(c.eval_dataset_path, "eval_dataset_path")
 
-    def _check_data(self, path: str, name: str):
+    def reasoning_columns(self) -> Optional[tuple[str, Optional[str]]]:
+        """The training data's (question, answer) columns from its first rows (answer None: no
+        gold answers); None for a hub set, checked when it is loaded."""
+        return self._check_data(self.config.reasoning_dataset_path, "reasoning_dataset_path")
+
+    def _check_data(self, path: str, name: str) -> Optional[tuple[str, Optional[str]]]:
         from fnsft.data.files import is_local_path, read_first_rows
         from fnsft.data.reasoning import ANSWER_COLUMNS, detect_reasoning_columns
 
@@ -161,8 +170,10 @@ class CoTDistillationStage(TrainStage):
         return q, a
 
     def describe_plan(self) -> dict[str, Any]:
+        from fnsft.data.splits import describe_eval_plan
+
         c = self.config
-        cols = getattr(self, "_columns", None)
+        cols = self.reasoning_columns()
         verify = ("against the gold answer" if c.verify_answers and (cols is None or cols[1])
                   else f"self-consistency (min_agreement {c.min_agreement:g})")
         return {
@@ -176,31 +187,30 @@ class CoTDistillationStage(TrainStage):
                        + (f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}")
                        + f", lr={c.learning_rate:g}, "
                        + (f"LoRA r={c.lora_r}" if c.use_peft else "full fine-tune"),
-            "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} of the questions held out" if c.eval_split else "none"),
+            "eval": describe_eval_plan(c.eval_dataset_path, c.eval_split, c.eval_max_rows, ' of the questions'),
         }
 
     # Running ----------------------------------------------------------------------------
     def question_splits(self) -> tuple[list[dict], list[dict]]:
         """Training questions and held-out ones (``eval_dataset_path`` or ``eval_split``, before any teacher call)."""
         from fnsft.data.reasoning import load_reasoning_rows
+        from fnsft.data.splits import cap_eval_rows, split_held_out
 
         c = self.config
         rows = load_reasoning_rows(c.reasoning_dataset_path, c.column_mapping or None,
-                                   f"{self.key}.reasoning_dataset_path")
+                                   f"{self.key}.reasoning_dataset_path", c.skip_bad_rows)
         if c.eval_dataset_path:
-            held = load_reasoning_rows(c.eval_dataset_path, c.column_mapping or None, f"{self.key}.eval_dataset_path")
-        elif c.eval_split > 0 and len(rows) >= 4:
-            rows = rows[:]
-            random.Random(c.seed).shuffle(rows)
-            n = max(1, int(round(len(rows) * c.eval_split)))
-            held, rows = rows[:n], rows[n:]
-        else:
-            held = []
+            held = load_reasoning_rows(c.eval_dataset_path, c.column_mapping or None, f"{self.key}.eval_dataset_path",
+                                       c.skip_bad_rows)
+            held = cap_eval_rows(held, c.eval_max_rows, c.eval_dataset_path).eval
+        else:  # the eval_split share, at most eval_max_rows questions
+            rows, held, _ = split_held_out(rows, c.eval_split, c.eval_max_rows, c.seed)
         if c.max_questions:
             rows = rows[: c.max_questions]
         return rows, held
 
-    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
+    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None, *,
+                context: Optional[StageContext] = None) -> StageResult:
         from fnsft.data.cot_format import student_rows
         from fnsft.stages.cot_eval import plot_cot, student_accuracy
         from fnsft.teachers.distill_data import distill, settings_from, teacher_accuracy
@@ -232,12 +242,15 @@ class CoTDistillationStage(TrainStage):
             rec["question"], rec["text"], rec["extracted_answer"], c.output_format, c.answer_extraction)]
         eval_rows = [r for rec in eval_kept for r in student_rows(
             rec["question"], rec["text"], rec["extracted_answer"], c.output_format, c.answer_extraction)]
-        self._data = {"train": rows, **({"eval": eval_rows} if eval_rows else {})}
         if held and c.eval_before_training:
             before = student_accuracy(model, held, c, dtype, os.path.join(c.output_dir, "eval_before.jsonl"))
             metrics.update({f"student_{k}_before": v for k, v in before.items()})
             log.info("[cot_distillation] student before training: held-out accuracy %.1f%%", 100 * before["accuracy"])
-        out = super().execute(model, tokenizer, previous_result)
+        self._student_rows = {"train": rows, **({"eval": eval_rows} if eval_rows else {})}
+        try:
+            out = super().execute(model, tokenizer, previous_result, context=context)
+        finally:
+            self._student_rows = None
         if held:
             after = student_accuracy(out.model, held, c, dtype, os.path.join(c.output_dir, "eval_after.jsonl"))
             metrics.update({f"student_{k}_after": v for k, v in after.items()})
@@ -254,7 +267,10 @@ class CoTDistillationStage(TrainStage):
     def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
         from fnsft.stages.sft import count_truncated
 
-        data = self._data
+        data = self._student_rows
+        if data is None:
+            raise StageError("cot_distillation: prepare_data runs inside execute, once the teacher's rationales "
+                             "are filtered; call execute")
         too_long = count_truncated(data["train"], tokenizer, self.config.max_length)
         if too_long:
             log.warning("[cot_distillation] %d of %d student examples exceed max_length=%d and will be truncated",

@@ -51,8 +51,8 @@ def eval_resources(num_cpus: Optional[float]) -> RoleResources:
     on a shared cluster (other jobs, Tune trials, several nodes) 1 CPU. One GPU where one is free."""
     import ray
 
-    from fnsft.distributed.placement import machine_cores
-    from fnsft.distributed.ray_runtime import started_here
+    from fnsft.runtime.placement import machine_cores
+    from fnsft.runtime.ray_start import started_here
 
     free = ray.available_resources()
     if num_cpus is None:

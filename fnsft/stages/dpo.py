@@ -18,7 +18,7 @@ tokenizer's chat format (a user turn and an assistant answer), as SFT trains and
 inference uses. See docs/dpo.md.
 
 This file is the stage (config, validation, data, plan); the trainer that runs in the Ray Train
-workers is :mod:`fnsft.distributed.dpo_trainer` (the stage's ``builder``).
+workers is :mod:`fnsft.workers.hf.dpo_trainer` (the stage's ``trainer``: ``DPO_TRAINER``).
 """
 
 from __future__ import annotations
@@ -27,17 +27,19 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
-from fnsft.distributed.dpo_trainer import effective_beta, effective_max_prompt_length, effective_simpo_gamma
+from fnsft.workers.hf.dpo_trainer import effective_beta, effective_max_prompt_length, effective_simpo_gamma
 from fnsft.errors import ConfigError
-from fnsft.stages.base import StageResult
+from fnsft.stages.base import StageContext, StageResult
 from fnsft.stages.training import TrainStage, TrainStageConfig
+from fnsft.workers.hf.trainers import DPO_TRAINER
 
 log = logging.getLogger("fnsft")
 
 PreferenceFormat = Literal["auto", "prompt_chosen_rejected", "implicit_prompt", "hh_rlhf", "pairwise"]
 LossType = Literal["sigmoid", "ipo", "hinge", "cdpo", "simpo"]
+
 
 @dataclass(kw_only=True)
 class DPOConfig(TrainStageConfig):
@@ -93,7 +95,13 @@ class DPOStage(TrainStage):
     """Direct Preference Optimization with TRL's DPOTrainer on Ray Train + DeepSpeed."""
 
     config_class = DPOConfig
-    builder = "fnsft.distributed.dpo_trainer:build_dpo_trainer"
+    trainer = DPO_TRAINER
+
+    def __init__(self, config: DPOConfig, pipeline_config: Any = None):
+        super().__init__(config, pipeline_config)
+        # Every pair is read and screened once (at validation); the plan and prepare_data reuse
+        # them rather than read the whole file again. Keyed by path (training and eval data).
+        self._pairs: dict[str, PreferenceData] = {}
 
     @property
     def stage_name(self) -> str:
@@ -123,45 +131,22 @@ class DPOStage(TrainStage):
             raise ConfigError(f"{k}.max_prompt_length: must be in [1, max_length={c.max_length}) so the answer "
                               f"keeps some tokens (got {c.max_prompt_length})")
         # Read and screen every pair now: a bad row fails here, not minutes later in a worker.
-        self._pairs: dict[str, tuple[list[dict], str, dict]] = {}
-        self._read_pairs(c.preference_dataset_path, f"{k}.preference_dataset_path")
+        self.pairs(c.preference_dataset_path, f"{k}.preference_dataset_path")
         if c.eval_dataset_path:
-            self._read_pairs(c.eval_dataset_path, f"{k}.eval_dataset_path")
+            self.pairs(c.eval_dataset_path, f"{k}.eval_dataset_path")
 
-    def _read_pairs(self, path: str, key: str) -> tuple[list[dict], str, dict]:
-        """Normalised pairs of ``path`` (``{"prompt", "chosen", "rejected"}``), format, drop report."""
-        from fnsft.data.files import is_local_path, load_rows, read_first_rows
-        from fnsft.data.preference import detect_preference_format, normalize_preference_rows
-
-        cache = getattr(self, "_pairs", None)
-        if cache is None:
-            cache = self._pairs = {}
-        if path in cache:
-            return cache[path]
-        c = self.config
-        mapping = c.column_mapping or None
-        local = is_local_path(path)
-        if local and not os.path.exists(path):
-            raise ConfigError(f"{key}: dataset {path} not found")
-        rows = read_first_rows(path, n=2**62) if local else load_rows(path).to_list()
-        if not rows:
-            raise ConfigError(f"{key}: {path} has no rows")
-        fmt = c.dataset_format
-        if fmt == "auto":
-            fmt = detect_preference_format(rows[:20], path, mapping)
-        pairs, report = normalize_preference_rows(rows, fmt, path, c.drop_invalid_pairs, mapping)
-        if report["dropped"]:
-            reasons = ", ".join(f"{n} {r}" for r, n in report["reasons"].items() if n)
-            log.warning("[%s] %s: dropped %d of %d pairs (%s)", self.stage_name, path, report["dropped"],
-                        report["total"], reasons)
-        cache[path] = (pairs, fmt, report)
-        return cache[path]
+    def pairs(self, path: str, key: str) -> PreferenceData:
+        """The screened pairs of ``path`` (YAML ``key``), read on first use."""
+        if path not in self._pairs:
+            self._pairs[path] = read_pairs(self.config, path, key, self.stage_name)
+        return self._pairs[path]
 
     def describe_plan(self) -> dict[str, Any]:
         from fnsft.data.labels import describe_format
+        from fnsft.data.splits import describe_eval_plan
 
         c = self.config
-        pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
+        pairs, fmt, report = self.pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
         dropped = f", {report['dropped']} unusable dropped" if report["dropped"] else ""
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}"
         peft = "full fine-tune"
@@ -175,7 +160,7 @@ class DPOStage(TrainStage):
             loss += f", gamma={effective_simpo_gamma(c):g}"
         return {
             "data": f"{c.preference_dataset_path} (format: {describe_format(fmt)}; {len(pairs)} pairs{dropped})",
-            "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} held out" if c.eval_split else "none"),
+            "eval": describe_eval_plan(c.eval_dataset_path, c.eval_split, c.eval_max_rows),
             "loss": loss,
             "reference": describe_reference(c),
             "training": f"{steps}, lr={c.learning_rate:g}, batch={c.per_device_train_batch_size}"
@@ -191,10 +176,10 @@ class DPOStage(TrainStage):
         c = self.config
         if c.chat_template:
             tokenizer.chat_template = c.chat_template
-        pairs, fmt, report = self._read_pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
+        pairs, fmt, report = self.pairs(c.preference_dataset_path, f"{self.key}.preference_dataset_path")
         eval_pairs, eval_fmt = [], fmt
         if c.eval_dataset_path:
-            eval_pairs, eval_fmt, _ = self._read_pairs(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
+            eval_pairs, eval_fmt, _ = self.pairs(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
         has_template = bool(getattr(tokenizer, "chat_template", None))
         # Any conversation makes every pair a conversation: one dataset holds one shape.
         conversations = any(isinstance(p["prompt"], list) for p in pairs + eval_pairs)
@@ -216,11 +201,13 @@ class DPOStage(TrainStage):
                         long_prompts, max_prompt, long_pairs, c.max_length)
         return data, {"dataset_format": fmt, "train_rows": len(data["train"]),
                       "eval_rows": len(data.get("eval", [])), "dropped_pairs": report["dropped"],
+                      "skipped_rows": report["skipped_rows"],
                       "truncated_prompts": long_prompts, "truncated_pairs": long_pairs,
                       "reference": describe_reference(c)}
 
-    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
-        result = super().execute(model, tokenizer, previous_result)
+    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None, *,
+                context: Optional[StageContext] = None) -> StageResult:
+        result = super().execute(model, tokenizer, previous_result, context=context)
         # The worker derives perplexities from eval_loss; a DPO loss is no likelihood.
         for key in ("eval_perplexity", "before_eval_perplexity"):
             result.metrics.pop(key, None)
@@ -228,6 +215,43 @@ class DPOStage(TrainStage):
 
 
 # Helpers of the driver (and the tests) ---------------------------------------------------
+class PreferenceData(NamedTuple):
+    """One preference file, screened: what validation, the plan and the Train job's data share."""
+
+    pairs: list[dict]  # normalised: {"prompt", "chosen", "rejected"}
+    format: str  # the detected (or configured) format
+    report: dict  # normalize_preference_rows' drop report: total, dropped, reasons
+
+
+def read_pairs(c: DPOConfig, path: str, key: str, stage_name: str = "dpo") -> PreferenceData:
+    """Every pair of ``path`` (YAML ``key``), normalised and screened; unusable ones dropped
+    (with ``drop_invalid_pairs``, logged) or a ``ConfigError`` naming ``key``."""
+    from fnsft.data.files import is_local_path
+    from fnsft.data.preference import detect_preference_format, normalize_preference_rows
+    from fnsft.data.rows import read_rows
+
+    mapping = c.column_mapping or None
+    local = is_local_path(path)
+    if local and not os.path.exists(path):
+        raise ConfigError(f"{key}: dataset {path} not found")
+    # A row that cannot be read stops with its file and line, or is skipped (skip_bad_rows).
+    rows, read = read_rows(path, skip_bad_rows=c.skip_bad_rows, key=key.rsplit(".", 1)[0])
+    if read.skipped:
+        log.warning("[%s] %s: %s", stage_name, path, read.describe())
+    if not rows:
+        raise ConfigError(f"{key}: {path} has no rows")
+    fmt = c.dataset_format
+    if fmt == "auto":
+        fmt = detect_preference_format(rows[:20], path, mapping)
+    pairs, report = normalize_preference_rows(rows, fmt, path, c.drop_invalid_pairs, mapping)
+    report["skipped_rows"] = read.skipped
+    if report["dropped"]:
+        reasons = ", ".join(f"{n} {r}" for r, n in report["reasons"].items() if n)
+        log.warning("[%s] %s: dropped %d of %d pairs (%s)", stage_name, path, report["dropped"],
+                    report["total"], reasons)
+    return PreferenceData(pairs, fmt, report)
+
+
 def describe_reference(c: DPOConfig) -> str:
     """Which reference the stage compares against (also recorded in the stage's metrics)."""
     if c.loss_type == "simpo":

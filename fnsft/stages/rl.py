@@ -1,9 +1,9 @@
-"""Reinforcement learning from rewards: PPO, A2C, TRPO, GRPO, RLOO on Ray (one Train job).
+"""Reinforcement learning from rewards: PPO, A2C, TRPO, GRPO, RLOO and the GRPO family on Ray (one Train job).
 
 YAML (``stage_configs.rl``)::
 
     dataset_name_or_path: examples/arithmetic/train.jsonl   # prompt-only rows; extra columns
-    algorithm: grpo               # ppo | a2c | trpo | grpo | rloo    # reach the reward functions
+    algorithm: grpo               # ppo | a2c | trpo | grpo | rloo | dapo | ...  # columns reach the rewards
     num_iterations: 30            # generate -> score -> update -> push weights
     prompts_per_iteration: 8
     num_generations: 4            # completions per prompt (the group for grpo/rloo)
@@ -13,60 +13,56 @@ YAML (``stage_configs.rl``)::
     rewards:
       - {type: exact_match, column: answer, extract: last_number}
       - {type: regex, pattern: '^\\s*-?\\d+\\s*$', weight: 0.2}
-    generation: {num_replicas: 1, num_cpus: 1}
-
+    generation: {num_replicas: 1, num_cpus: 1}   # engine: hf | vllm | auto
 The driver starts the role actors (:mod:`fnsft.actors`: generation replicas, a reward actor,
 a reference actor unless the LoRA policy without adapters serves), then runs one Train job
-(:func:`fnsft.distributed.rl_worker.rl_train_worker`) that drives the loop. See docs/rl.md.
+(:func:`fnsft.workers.rl.worker.rl_train_worker`) that drives the loop. See docs/rl.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from fnsft.actors.group import RoleResources
+from fnsft.envs.settings import EnvironmentSettings
 from fnsft.errors import ConfigError
-from fnsft.stages.base import StageResult
+from fnsft.rl.algorithms import ALGORITHMS
+from fnsft.stages.base import StageContext, StageResult
+from fnsft.stages.rl_settings import (AsyncRolloutSettings, BehaviorCorrectionSettings, GenerationSettings,
+                                      GRPOFamilyKeys, ReferenceSettings, generation_engine, validate_async)
 from fnsft.stages.training import TrainStage, TrainStageConfig
 
 log = logging.getLogger("fnsft")
 
 
 @dataclass
-class GenerationSettings(RoleResources):
-    """``rl.generation``: the generation actors."""
+class StageRewards:
+    """The reward of an RL-style stage: what every reward actor gets, passed from the stage's
+    start to its end (:meth:`RLStage.run_loop`, :meth:`RLStage.finish`).
 
-    engine: Literal["auto", "hf", "vllm"] = field(
-        default="auto", metadata={"help": "hf: transformers generate; vllm: vLLM (GPU, only when named); auto: hf (vLLM is never picked silently)."})
-    batch_size: int = field(default=0, metadata={"help": "HF generate micro-batch per actor (0: the whole share at once)."})
-    vllm_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra vllm.LLM(...) arguments."})
-    score_chunks: int = field(
-        default=0, metadata={"help": "Generate calls per replica and iteration; each chunk is scored as soon as it "
-                                     "is generated, so scoring (an RLAIF judge) overlaps the rest of the generation "
-                                     "(1: generate everything, then score; 0: 1 in rl, 2 in rlaif)."})
+    ``specs`` (``rl.rewards`` entries) are built into terms inside each reward actor (a reward model
+    loads there); ``terms`` are ready terms sent to every actor (RLAIF's judge,
+    :mod:`fnsft.rl.reward_terms`). ``pairs_path``/``pairs_group``: the actors append each training
+    batch's (chosen, rejected) pairs there (RLAIF ``mode: preference``).
+    """
 
-
-@dataclass
-class ReferenceSettings(RoleResources):
-    """``rl.reference``: where the frozen reference log-probs come from."""
-
-    mode: Literal["auto", "actor", "policy", "none"] = field(
-        default="auto",
-        metadata={"help": "actor: a frozen copy in its own actor; policy: the LoRA policy with adapters disabled "
-                          "(use_peft only); none: no KL; auto: policy with LoRA, else actor (none when kl_coef is 0)."})
-    num_cpus: float = field(default=0.5, metadata={"help": "CPUs per reference actor."})
+    specs: list
+    terms: list = field(default_factory=list)
+    pairs_path: Optional[str] = None
+    pairs_group: int = 0
 
 
 @dataclass(kw_only=True)
-class RLConfig(TrainStageConfig):
+class RLConfig(GRPOFamilyKeys, TrainStageConfig):
     dataset_name_or_path: str = field(
         metadata={"help": "Prompts: .jsonl/.json/.csv/.parquet with a prompt/question/problem/messages column; "
                           "other columns are passed to reward functions."})
     column_mapping: dict[str, str] = field(default_factory=dict, metadata={"help": "Rename columns first."})
-    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo | online_dpo."})
+    algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo | online_dpo | dapo | "
+                                                             "dr_grpo | gspo | cispo | reinforce_pp | reinforce_pp_baseline."})
     num_iterations: int = field(default=100, metadata={"help": "RL iterations (max_steps > 0 overrides it)."})
     prompts_per_iteration: int = field(default=8, metadata={"help": "Prompts sampled per iteration."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (>= 2 for grpo/rloo)."})
@@ -105,6 +101,16 @@ class RLConfig(TrainStageConfig):
     reward: RoleResources = field(default_factory=lambda: RoleResources(num_cpus=0.25),
                                   metadata={"help": "The reward actor's resources."})
     reference: ReferenceSettings = field(default_factory=ReferenceSettings, metadata={"help": "Reference log-probs."})
+    environment: EnvironmentSettings = field(
+        default_factory=EnvironmentSettings, metadata={"help": "Multi-turn episodes against an environment, with "
+                                                               "tools (docs/environments.md); off by default."})
+    async_rollout: AsyncRolloutSettings = field(
+        default_factory=AsyncRolloutSettings, metadata={"help": "Asynchronous rollouts with a staleness bound."})
+    behavior_correction: BehaviorCorrectionSettings = field(
+        default_factory=BehaviorCorrectionSettings,
+        metadata={"help": "Importance correction between the learner's old policy and the sampling policy."})
+    role_timeout_s: float = field(default=1800.0, metadata={"help": "Most seconds one wait on the role actors may take "
+                                  "(a batch's generation, its scores, reference log-probs, weight acks): past it, the stage stops."})
     verify_weight_sync: bool = field(
         default=False, metadata={"help": "Checksum the generation actors' weights after every sync (tests)."})
     # TrainStageConfig defaults that suit RL better
@@ -125,13 +131,22 @@ class RLConfig(TrainStageConfig):
 
     @property
     def kl_in_reward_resolved(self) -> bool:
-        return self.kl_in_reward if self.kl_in_reward is not None else self.algorithm.lower() != "grpo"
+        if self.kl_in_reward is not None:
+            return self.kl_in_reward
+        spec = ALGORITHMS.get(self.algorithm.lower())  # grpo and its family: in the loss
+        return not (spec is not None and spec.kl_in_loss)
 
     @property
     def needs_reference(self) -> bool:
         if self.algorithm.lower() == "online_dpo":  # the DPO loss is relative to the reference
             return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
+
+    @property
+    def behavior_logprobs(self) -> bool:
+        """Whether rollouts carry the sampler's log-probs (async rollouts; vLLM, whose numbers may
+        differ from the learner's: ``rollout/logprob_diff_mean/max``)."""
+        return self.async_rollout.enabled or self.generation.engine == "vllm"
 
     def rollout_chunks(self) -> int:
         """``generation.score_chunks`` with 0 resolved: 1 here (rule rewards are instant)."""
@@ -153,7 +168,7 @@ class RLStage(TrainStage):
 
     # Validation (no Ray) ------------------------------------------------------------------
     def validate_config(self) -> None:
-        from fnsft.distributed.deepspeed_config import deepspeed_in_use
+        from fnsft.runtime.deepspeed_config import deepspeed_in_use
         from fnsft.rl import get_algorithm
 
         super().validate_config()
@@ -162,7 +177,10 @@ class RLStage(TrainStage):
             spec = get_algorithm(c.algorithm)
         except ConfigError as e:
             raise ConfigError(f"{key}.algorithm: {e}".replace("unknown rl.algorithm", "unknown algorithm")) from None
-        self.reward_specs = self.parse_rewards()
+        self.parse_rewards()  # every term checked now (functions imported); built again to run
+        from fnsft.rl.knobs import resolve_knobs
+
+        resolve_knobs(c, key)  # the GRPO family's knobs: contradictions and misplaced keys, one line
         positive = ("num_iterations", "prompts_per_iteration", "num_generations", "max_new_tokens", "ppo_epochs",
                     "num_mini_batches", "cg_iters", "backtrack_iters")
         for name in positive:
@@ -201,64 +219,64 @@ class RLStage(TrainStage):
         if deepspeed_in_use(ds, res.num_workers) and ds.zero_stage == 3 and spec.policy_update != "natural":
             raise ConfigError(f"{key}.deepspeed.zero_stage: the RL stage supports ZeRO 0-2 "
                               "(ZeRO-3 would need parameter gathering for every weight push); use zero_stage 2")
+        validate_async(c, key, spec)  # rl.async_rollout, rl.behavior_correction
         if c.load_in_4bit or c.load_in_8bit:
             raise ConfigError(f"{key}.load_in_4bit/load_in_8bit: quantized policies are not supported by the RL stage yet")
+        from fnsft.envs.checks import check_environment
+
+        check_environment(c.environment, f"{key}.environment")
         self._check_prompts(c.dataset_name_or_path, f"{key}.dataset_name_or_path")
         if c.eval_dataset_path:
             self._check_prompts(c.eval_dataset_path, f"{key}.eval_dataset_path")
         if c.eval_max_new_tokens is not None and c.eval_max_new_tokens < 1:
             raise ConfigError(f"{key}.eval_max_new_tokens: must be >= 1 (got {c.eval_max_new_tokens})")
+        generation_engine(c, key, getattr(self.pipeline_config, "model_name_or_path", ""))  # last: may import torch
 
     def parse_rewards(self) -> list:
-        """The checked ``rewards`` terms (RLAIF allows none: its judge is the reward)."""
+        """The checked ``rewards`` terms (RLAIF allows none: its judge is the reward; nor does an
+        environment class: its step rewards are the reward)."""
         from fnsft.rl.rewards import parse_reward_specs
+
+        if not self.config.rewards and self.config.environment.class_:
+            return []
 
         return parse_reward_specs(self.config.rewards, f"{self.key}.rewards")
 
     # Hooks for stages built on this one (RLAIF) ------------------------------------------
-    def reward_role_kwargs(self, model, dtype: str) -> dict:
-        """Extra arguments of the reward actor (RLAIF: its judge); start what they need here."""
-        return {}
-
-    def after_train_job(self, roles, out: dict) -> None:
-        """Called with the role actors still alive, after the Train job handed back."""
-
-    def finish(self, result: StageResult, model, splits: dict) -> StageResult:
-        """Last words on the result (RLAIF: the win rate); stop what ``reward_role_kwargs`` started."""
+    def finish(self, result: StageResult, model, splits: dict, rewards: StageRewards) -> StageResult:
+        """Last words on the result (RLAIF: the win rate), given the rewards the loop ran with."""
         return result
 
     def _check_prompts(self, path: str, key: str) -> None:
-        from fnsft.data.files import is_local_path, read_first_rows
-        from fnsft.data.prompts import detect_prompt_column
+        """``path``'s first rows have a prompt column and every column an ``exact_match`` reward
+        reads (else the first scoring batch, minutes into the stage, would be the first to say so)."""
+        from fnsft.data.prompts import check_prompt_file
 
-        if is_local_path(path) and not os.path.exists(path):
-            raise ConfigError(f"{key}: prompt file {path} not found")
-        try:
-            rows = read_first_rows(path, n=20)
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise ConfigError(f"{key}: cannot read {path}: {type(e).__name__}: {e}") from None
-        if rows:
-            self._prompt_column = detect_prompt_column(rows, path, self.config.column_mapping or None)
-        elif is_local_path(path):
-            raise ConfigError(f"{key}: {path} has no rows")
+        needs = {f"{self.key}.rewards[{i}].column": spec.column
+                 for i, spec in enumerate(self.parse_rewards()) if spec.type == "exact_match"}
+        check_prompt_file(path, key, self.config.column_mapping or None, needs)
 
     def describe_plan(self) -> dict[str, Any]:
+        from fnsft.rl.knobs import describe_knobs, resolve_knobs
+
         c = self.config
+        spec = ALGORITHMS.get(c.algorithm.lower())
         terms = ", ".join(f"{r.get('type')}x{r.get('weight', 1.0):g}" for r in c.rewards)
+        engine = generation_engine(c, self.key, getattr(self.pipeline_config, "model_name_or_path", ""))
         return {
             "data": f"{c.dataset_name_or_path} (prompts)",
             "algorithm": f"{c.algorithm}: {c.max_steps if c.max_steps > 0 else c.num_iterations} iterations x "
                          f"{c.prompts_per_iteration} prompts x {c.num_generations} generations, "
                          f"max_new_tokens={c.max_new_tokens}, lr={c.learning_rate:g}",
             "rewards": terms,
+            **({"loss": describe_knobs(resolve_knobs(c, self.key), spec.loss)} if spec is not None and spec.loss else {}),
             "kl": f"coef {c.kl_coef:g}" + (f" adaptive to {c.kl_target:g}" if c.kl_target else " fixed")
                   + (" in the reward" if c.kl_in_reward_resolved else " in the loss"),
-            "roles": f"generation x{c.generation.num_replicas} ({c.generation.engine}), reward, "
+            "roles": f"generation x{c.generation.num_replicas} ({engine.describe()}), reward, "
                      f"reference {c.reference.mode}",
             "weights": f"LoRA r={c.lora_r}" if c.use_peft else "full fine-tune",
             "eval": self._describe_eval(),
+            **({"environment": c.environment.describe()} if c.environment.enabled else {}),
         }
 
     def _describe_eval(self) -> str:
@@ -274,14 +292,18 @@ class RLStage(TrainStage):
 
     # Running ----------------------------------------------------------------------------
     def load_prompts(self, path: Optional[str] = None, key: str = "dataset_name_or_path") -> list[dict]:
-        from fnsft.data.files import load_rows
         from fnsft.data.prompts import detect_prompt_column, to_prompt_row
+        from fnsft.data.rows import first_rows, read_rows
 
         c = self.config
         path = path or c.dataset_name_or_path
-        rows = load_rows(path).to_list()
-        column = detect_prompt_column(rows[:20], path, c.column_mapping or None)
-        out = [to_prompt_row(r, column, c.column_mapping or None, index=i, source=path) for i, r in enumerate(rows)]
+        mapping = c.column_mapping or None
+        column = detect_prompt_column(first_rows(path, 20), path, mapping)
+        # A bad row (broken JSON, a wrong type) stops with its file and line, or is skipped (skip_bad_rows).
+        out, report = read_rows(path, lambda row, where: to_prompt_row(row, column, mapping, source=where),
+                                skip_bad_rows=c.skip_bad_rows, key=self.key)
+        if report.skipped:
+            log.warning("[%s] %s: %s", self.stage_name, path, report.describe())
         if not out:
             raise ConfigError(f"{self.key}.{key}: no prompts in {path}")
         return out
@@ -292,56 +314,55 @@ class RLStage(TrainStage):
         eval_rows = self.load_prompts(c.eval_dataset_path, "eval_dataset_path") if c.eval_dataset_path else None
         return self.split_eval(self.load_prompts(), eval_rows)
 
-    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
-        import sys
+    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None, *,
+                context: Optional[StageContext] = None) -> StageResult:
+        return self.run_loop(model, tokenizer, StageRewards(self.parse_rewards()), context)
 
-        import ray
-
+    def run_loop(self, model, tokenizer, rewards: StageRewards, context: Optional[StageContext] = None) -> StageResult:
+        """Start the role actors (the reward actors with ``rewards``), run the loop's Train job, and
+        return the result with the reward terms' books summed over every reward actor."""
         from fnsft.actors.roles import launch_roles
-        from fnsft.distributed.deepspeed_config import build_deepspeed_config, describe_deepspeed
-        from fnsft.distributed.handoff import get_handoff_store
-        from fnsft.distributed.ray_runtime import cluster_has_gpus
-        from fnsft.distributed.rl_worker import rl_train_worker
-        from fnsft.distributed.train_job import TrainJob
+        from fnsft.actors.rollout import reward_term_metrics
+        from fnsft.runtime.deepspeed_config import describe_deepspeed
+        from fnsft.workers.rl.worker import rl_train_worker
         from fnsft.models.loading import lora_config
         from fnsft.rl import get_algorithm
 
         c = self.config
         spec = get_algorithm(c.algorithm)
-        specs = getattr(self, "reward_specs", None)
-        specs = specs if specs is not None else self.parse_rewards()
-        res, ds = self.resources()
-        use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
-        res = self.place(res, use_gpu)  # workers + role actors fit, or one line saying why not
+        layout = self.layout()  # workers + role actors fit, or one line saying why not
+        res, ds = layout.resources, layout.deepspeed
         splits = self.prompt_splits()
         rows = splits["train"]
-        dtype = getattr(self.pipeline_config, "torch_dtype", "auto")
         ref_mode = self._reference_mode()
-        log.info("[%s] %s on %d prompts; %d worker(s), %s, %s; reference: %s", self.stage_name, spec.name, len(rows),
-                 res.num_workers, "GPU" if use_gpu else "CPU",
+        choice = generation_engine(c, self.key, model.source, layout.use_gpu)  # hf | vllm, and why
+        log.info("[%s] %s on %d prompts; %d worker(s), %s, %s; reference: %s; generation: %s", self.stage_name,
+                 spec.name, len(rows), res.num_workers, "GPU" if layout.use_gpu else "CPU",
                  "plain torch (TRPO)" if spec.policy_update == "natural"
-                 else "DeepSpeed " + describe_deepspeed(ds, res.num_workers), ref_mode or "none")
+                 else "DeepSpeed " + describe_deepspeed(ds, res.num_workers), ref_mode or "none", choice.describe())
         gen = c.generation
-        reward_kwargs = self.reward_role_kwargs(model, dtype)
+        c = dataclasses.replace(c, generation=dataclasses.replace(gen, engine=choice.engine))  # the workers' view
         roles = launch_roles(
-            model, name=self.stage_name, dtype=dtype, apply_chat_template=c.apply_chat_template,
+            model, name=self.stage_name, dtype=getattr(self.pipeline_config, "torch_dtype", "auto"),
+            apply_chat_template=c.apply_chat_template, generation_runtime_env=choice.runtime_env(int(gen.num_cpus)),
             generation=RoleResources(gen.num_replicas, gen.num_cpus, gen.num_gpus),
-            generation_kwargs={"lora": lora_config(c) if c.use_peft else None, "engine": gen.engine,
+            generation_kwargs={"lora": lora_config(c) if c.use_peft else None, "engine": choice.engine,
                                "chat_template": c.chat_template, "batch_size": gen.batch_size,
                                "vllm_kwargs": gen.vllm_kwargs},
-            reward=RoleResources(c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus), reward_specs=specs,
-            reward_kwargs=reward_kwargs,
+            reward=RoleResources(c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus),
+            reward_specs=rewards.specs, reward_terms=rewards.terms,
+            reward_kwargs={"pairs_path": rewards.pairs_path, "pairs_group": rewards.pairs_group},
             reference=RoleResources(c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus)
             if ref_mode == "actor" else None, wait=False)
         try:
-            deepspeed = build_deepspeed_config(ds, use_gpu, res.num_workers) if spec.policy_update != "natural" else None
-            job = TrainJob(
-                stage_name=self.stage_name, stage_config=c, model=model,
-                data={"prompts": ray.put(rows), "eval_prompts": ray.put(splits.get("eval", []))},
-                builder="", deepspeed=deepspeed, use_gpu=use_gpu, torch_dtype=dtype, store=get_handoff_store(),
-                extra={"tty": sys.stdout.isatty(), "roles": roles})
-            out = self.run_job(job, rl_train_worker, res, ds)
-            self.after_train_job(roles, out)
+            if c.environment.enabled:  # one more role: the environment actors (fnsft.envs)
+                from fnsft.envs.wrappers import launch
+
+                roles.environment = launch(c.environment, f"{self.key}.environment", self.stage_name)
+            out = self.launch(model, rl_train_worker, {"prompts": rows, "eval_prompts": splits.get("eval", [])},
+                              context=context, layout=layout, roles=roles, stage_config=c,
+                              use_deepspeed=spec.policy_update != "natural")  # TRPO: plain torch
+            totals = reward_term_metrics(roles.reward)  # the judge's calls, masked share... (RLAIF)
         finally:
             roles.shutdown()
         path = out.get("path")
@@ -350,10 +371,11 @@ class RLStage(TrainStage):
         if path:
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}
-        metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"]}
+        metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"],
+                   **{k.replace("/", "_"): v for k, v in totals.items()}}
         result = StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
                              model_path=path, timings=timings)
-        return self.finish(result, model, splits)
+        return self.finish(result, model, splits, rewards)
 
     def role_bundles(self) -> list[dict[str, float]]:
         """One bundle per role actor: generation replicas, the reward actor, the reference actor."""

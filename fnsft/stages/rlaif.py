@@ -19,7 +19,8 @@ YAML (``stages: [rlaif]``, ``stage_configs.rlaif``) — every ``rl`` key, plus::
 
 Every judgement is cached in ``<stage dir>/judge_cache.jsonl`` (a rerun pays nothing twice);
 ``judge.max_judge_calls`` caps the spend. Masked judgements (unparseable, failed) leave the
-update instead of counting as 0. See docs/rlaif.md.
+update instead of counting as 0; more than ``judge.max_masked_share`` of them (a judge outage)
+fails the stage in one line. See docs/rlaif.md.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any, Optional
 
 from fnsft.errors import ConfigError
 from fnsft.judges.settings import JudgeSettings
-from fnsft.stages.base import StageResult
-from fnsft.stages.rl import RLConfig, RLStage
+from fnsft.stages.base import StageContext, StageResult
+from fnsft.stages.rl import RLConfig, RLStage, StageRewards
 from fnsft.stages.rlaif_reward_model import RewardModelSettings
 
 log = logging.getLogger("fnsft")
@@ -43,7 +44,8 @@ MODES = ("reward", "preference", "reward_model")
 
 @dataclass(kw_only=True)
 class RLAIFConfig(RLConfig):
-    algorithm: str = field(default="ppo", metadata={"help": "ppo | a2c | trpo | grpo | rloo (mode: reward)."})
+    algorithm: str = field(default="ppo", metadata={"help": "ppo | a2c | trpo | grpo | rloo (mode: reward); "
+                                                            "mode preference: online_dpo (the default becomes it)."})
     mode: str = field(default="reward", metadata={"help": "reward: the judge's score is the RL reward; preference: "
                                                           "online DPO on the judge's best/worst completion per prompt; "
                                                           "reward_model: judge-labelled pairs train a reward model "
@@ -59,10 +61,29 @@ class RLAIFConfig(RLConfig):
     win_rate_max_new_tokens: Optional[int] = field(
         default=None, metadata={"help": "Answer length for the win rate (default eval_max_new_tokens, max_new_tokens)."})
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # mode preference trains with the online DPO loss: the untouched default (ppo) is resolved
+        # here, where the config is made, so a config reads the same validated or not, and
+        # validation only checks it.
+        if self.mode == "preference" and self.algorithm == "ppo":
+            self.algorithm = "online_dpo"
 
     def rollout_chunks(self) -> int:
         """``generation.score_chunks`` 0 means 2 here: the judge scores half a batch while the rest generates."""
         return self.generation.score_chunks or 2
+
+
+@dataclass
+class JudgedRewards(StageRewards):
+    """The loop's rewards and what the stage's end needs of them: the ``judge`` (the win rate,
+    mode reward_model's judged held-out score) and, mode reward_model, the reward model's
+    ``metrics`` and ``artifacts``."""
+
+    judge: Any = None
+    run_id: Optional[str] = None  # the pipeline run (a rebuilt judge keeps its per-run actors' names)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 class RLAIFStage(RLStage):
@@ -92,10 +113,9 @@ class RLAIFStage(RLStage):
 
         check_reward_model_settings(c, key)
         if c.mode == "preference":
-            if c.algorithm not in ("ppo", "online_dpo"):  # ppo: the untouched default
+            if c.algorithm != "online_dpo":  # the default was resolved to it (RLAIFConfig.__post_init__)
                 raise ConfigError(f"{key}.algorithm: mode preference trains with online_dpo (got {c.algorithm!r}); "
                                   "leave algorithm out or use mode: reward")
-            c.algorithm = "online_dpo"
             if c.num_generations < 2:
                 raise ConfigError(f"{key}.num_generations: mode preference ranks completions of one prompt; use >= 2")
         check_judge_settings(c.judge, f"{key}.judge", getattr(self.pipeline_config, "config_dir", None) or ".")
@@ -105,6 +125,10 @@ class RLAIFStage(RLStage):
         if c.max_judge_calls < 0:
             raise ConfigError(f"{key}.max_judge_calls: must be >= 0 (0: no cap; got {c.max_judge_calls})")
         super().validate_config()
+        own = "reward_model" if c.mode == "reward_model" else "judge"  # the stage's own term's name
+        if own in [spec.label for spec in self.parse_rewards()]:
+            raise ConfigError(f"{key}.rewards: a term is named {own!r}, the name of the stage's {own.replace('_', ' ')} "
+                              "term; give it another name")
 
     def describe_plan(self) -> dict[str, Any]:
         plan = super().describe_plan()
@@ -122,108 +146,123 @@ class RLAIFStage(RLStage):
         return plan
 
     # Running ----------------------------------------------------------------------------
-    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None) -> StageResult:
+    def execute(self, model, tokenizer, previous_result: Optional[StageResult] = None, *,
+                context: Optional[StageContext] = None) -> StageResult:
         from fnsft.errors import BudgetExhausted, StageError
 
-        self.judge = None
+        run_id = context.run_id if context is not None else None
+        judge = self._build_judge(model, run_id)
         try:
             if self.config.mode == "reward_model":
-                self._train_reward_model(model)
-            return super().execute(model, tokenizer, previous_result)
+                rewards = self._reward_model_rewards(model, judge, context)
+            else:
+                rewards = self._judge_rewards(judge, run_id)
+            result = self.run_loop(model, tokenizer, rewards, context)
+            self._check_masked_share(result.metrics)
+            return result
         except StageError as e:
-            # The reward actor's JudgeBudgetExhausted arrives wrapped by Ray Train: say it in one line.
+            # The reward actor's JudgeBudgetExhausted or masked-share stop arrives wrapped by Ray
+            # Train: say it in one line.
             text = str(e)
-            at = text.find(f"{self.key}.judge.max_judge_calls")
-            if at < 0:
-                raise
-            raise BudgetExhausted(text[at:].splitlines()[0]) from None
+            for name, error in (("max_judge_calls", BudgetExhausted), ("max_masked_share", StageError)):
+                at = text.find(f"{self.key}.judge.{name}")
+                if at >= 0:
+                    raise error(text[at:].splitlines()[0]) from None
+            raise
         finally:
-            self._stop_judge()
+            judge.close()
 
-    def _build_judge(self, model):
+    def _check_masked_share(self, metrics: dict) -> None:
+        """The whole loop's masked share (the judge's books summed over every reward actor) against
+        ``judge.max_masked_share``; each scoring batch was held to it already (``JudgeTerm.score``)."""
+        from fnsft.judges.outage import check_masked_share
+
+        if self.config.mode == "reward_model" or not metrics.get("judge_judgements"):
+            return
+        n = metrics["judge_judgements"]
+        counters = {k[len("judge_"):]: v for k, v in metrics.items() if k.startswith("judge_errors_")}
+        counters.update(judgements=n, masked=round(metrics.get("judge_masked_share", 0.0) * n))
+        check_masked_share(counters, self.config.judge.max_masked_share, f"{self.key}.judge", "over the stage")
+
+    def _build_judge(self, model, run_id: Optional[str], books=None):
         from fnsft.judges import build_judge
 
         return build_judge(self.judge_settings(), model=model, name=self.stage_name,
                            dtype=getattr(self.pipeline_config, "torch_dtype", "auto"),
-                           cache_path=os.path.join(self.config.output_dir, "judge_cache.jsonl"), key=f"{self.key}.judge")
+                           cache_path=os.path.join(self.config.output_dir, "judge_cache.jsonl"), key=f"{self.key}.judge",
+                           books=books, run_id=run_id)
 
-    def _train_reward_model(self, model) -> None:
-        """mode reward_model: judge-labelled pairs -> a reward model; the loop's reward is that model."""
+    def _judge_rewards(self, judge, run_id: Optional[str] = None) -> JudgedRewards:
+        """modes reward and preference: the judge is a reward term (after any rule terms)."""
+        from fnsft.judges.reward_term import JudgeTerm
+
+        c = self.config
+        rewards = JudgedRewards(self.parse_rewards(), [JudgeTerm(judge, c.judge_weight)], judge=judge, run_id=run_id)
+        if c.mode == "preference":
+            os.makedirs(c.output_dir, exist_ok=True)
+            rewards.pairs_path = os.path.join(c.output_dir, "preference_pairs.jsonl")
+            rewards.pairs_group = c.num_generations
+            open(rewards.pairs_path, "w").close()  # this run's pairs only (the judgements stay cached)
+        return rewards
+
+    def _reward_model_rewards(self, model, judge, context: Optional[StageContext] = None) -> JudgedRewards:
+        """mode reward_model: judge-labelled pairs -> a reward model; the loop's reward is that model
+        (the judge stays on the driver; a local judge's pool is stopped: the loop needs the CPUs)."""
         from fnsft.stages.rlaif_reward_model import build_reward_model
 
         os.makedirs(self.config.output_dir, exist_ok=True)
-        self.judge = self._build_judge(model)
-        spec, self.rm_metrics, self.rm_artifacts = build_reward_model(self, model, self.prompt_splits())
-        self.label_judge = self.judge
-        if getattr(self.judge.backend, "pool", None) is not None:
-            self.judge = None  # a local judge's pool was stopped (the loop needs the CPUs): rebuilt to evaluate
-        self.reward_specs = self.parse_rewards() + [spec]
+        spec, metrics, artifacts = build_reward_model(self, model, judge, self.prompt_splits(), context)
+        from fnsft.judges.outage import check_masked_share
 
-    def reward_role_kwargs(self, model, dtype: str) -> dict:
-        c = self.config
-        if c.mode == "reward_model":
-            return {}  # the reward model is a reward term; the judge stays on the driver
-        self.judge = self._build_judge(model)
-        kwargs = {"judge": self.judge, "judge_weight": c.judge_weight}
-        if c.mode == "preference":
-            os.makedirs(c.output_dir, exist_ok=True)
-            self.pairs_path = os.path.join(c.output_dir, "preference_pairs.jsonl")
-            open(self.pairs_path, "w").close()  # this run's pairs only (the judgements stay cached)
-            kwargs.update(pairs_path=self.pairs_path, pairs_group=c.num_generations)
-        return kwargs
+        check_masked_share(judge.counters(), judge.settings.max_masked_share, judge.key, "labelling the pairs")
+        return JudgedRewards(self.parse_rewards() + [spec], judge=judge, metrics=metrics, artifacts=artifacts,
+                             run_id=context.run_id if context is not None else None)
 
-    def after_train_job(self, roles, out: dict) -> None:
-        import ray
-
-        self.judge_totals = ray.get(roles.reward.actors[0].judge_stats.remote()) if roles.reward else {}
-
-    def finish(self, result: StageResult, model, splits: dict) -> StageResult:
+    def finish(self, result: StageResult, model, splits: dict, rewards: JudgedRewards) -> StageResult:
         if self.config.mode == "reward_model":
-            return self._finish_reward_model(result, model, splits)
-        totals = getattr(self, "judge_totals", {})
-        result.metrics.update({k.replace("/", "_"): v for k, v in totals.items()})
-        pairs = getattr(self, "pairs_path", None)
+            return self._finish_reward_model(result, model, splits, rewards)
+        pairs = rewards.pairs_path
         if pairs and os.path.isfile(pairs):
             result.artifacts["preference_pairs"] = pairs  # preference_dataset_path of a later dpo stage
             with open(pairs, encoding="utf-8") as f:
                 result.metrics["preference_pairs"] = sum(1 for _ in f)
         eval_rows = splits.get("eval") or []
         if self.config.win_rate and eval_rows:
-            result.metrics.update(self._win_rate(model, result, eval_rows))
+            result.metrics.update(self._win_rate(rewards.judge, model, result, eval_rows))
         return result
 
-    def _finish_reward_model(self, result: StageResult, model, splits: dict) -> StageResult:
+    def _finish_reward_model(self, result: StageResult, model, splits: dict, rewards: JudgedRewards) -> StageResult:
         """The reward model's metrics, the held-out judged score before/after (the loop's greedy
         answers, judged pointwise) and the win rate; the judge's books cover labelling too."""
         from fnsft.judges.base import summarize
         from fnsft.utils.console import say
 
-        result.metrics.update(self.rm_metrics)
-        result.artifacts.update(self.rm_artifacts)
-        result.metrics["preference_pairs"] = self.rm_metrics["reward_model_pairs"]
-        if self.judge is None:  # a local judge's pool was stopped after labelling: a fresh one judges the policy
-            self.judge = self._build_judge(model)
-            self.judge._counters = self.label_judge._counters  # one budget and one set of books for the stage
-        rows = splits.get("eval") or []
-        old, new = self._answers_from_eval(result, None, len(rows))
-        if rows and old is not None and self.judge.kind != "pairwise":
-            prompts = [r["prompt"] for r in rows]
-            for name, answers in (("start", old), ("end", new)):
-                known = [v for v in self.judge.pointwise(prompts, answers) if v is not None]
-                result.metrics[f"eval_judge_{name}"] = sum(known) / len(known) if known else float("nan")
-            say(f"[{self.stage_name}] held-out judged score (greedy): {result.metrics['eval_judge_start']:.3f} -> "
-                f"{result.metrics['eval_judge_end']:.3f} ({len(rows)} prompts)")
-        if self.config.win_rate and rows:
-            result.metrics.update(self._win_rate(model, result, rows))
-        result.metrics.update({k.replace("/", "_"): v for k, v in summarize(self.judge.counters()).items()})
+        result.metrics.update(rewards.metrics)
+        result.artifacts.update(rewards.artifacts)
+        result.metrics["preference_pairs"] = rewards.metrics["reward_model_pairs"]
+        judge = rewards.judge
+        if judge.settings.type == "local":
+            # Its pool was stopped after labelling: a fresh one judges the policy, on the same
+            # budget and books as the labelling.
+            judge = self._build_judge(model, rewards.run_id, books=rewards.judge.books)
+        try:
+            rows = splits.get("eval") or []
+            old, new = self._answers_from_eval(result, None, len(rows))
+            if rows and old is not None and judge.kind != "pairwise":
+                prompts = [r["prompt"] for r in rows]
+                for name, answers in (("start", old), ("end", new)):
+                    known = [v for v in judge.pointwise(prompts, answers) if v is not None]
+                    result.metrics[f"eval_judge_{name}"] = sum(known) / len(known) if known else float("nan")
+                say(f"[{self.stage_name}] held-out judged score (greedy): {result.metrics['eval_judge_start']:.3f} -> "
+                    f"{result.metrics['eval_judge_end']:.3f} ({len(rows)} prompts)")
+            if self.config.win_rate and rows:
+                result.metrics.update(self._win_rate(judge, model, result, rows))
+        finally:
+            judge.close()
+        result.metrics.update({k.replace("/", "_"): v for k, v in summarize(judge.counters()).items()})
         return result
 
-    def _stop_judge(self) -> None:
-        pool = getattr(getattr(self.judge, "backend", None), "pool", None)
-        if pool is not None:
-            pool.kill()
-
-    def _win_rate(self, model, result: StageResult, rows: list[dict]) -> dict[str, Any]:
+    def _win_rate(self, judge, model, result: StageResult, rows: list[dict]) -> dict[str, Any]:
         """Greedy answers of the input and the trained policy to the held-out prompts, judged."""
         import time
 
@@ -238,7 +277,7 @@ class RLAIFStage(RLStage):
         old, new = self._answers_from_eval(result, c.win_rate_max_new_tokens, len(prompts))
         if old is None:
             old, new = self._greedy_answers(model, result.model, prompts, sampling)
-        wr = win_rate(self.judge, prompts, new, old)
+        wr = win_rate(judge, prompts, new, old)
         path = os.path.join(c.output_dir, "win_rate_samples.jsonl")
         with open(path, "w", encoding="utf-8") as f:
             for p, a, b, pref in zip(prompts, new, old, wr["preferences"]):

@@ -18,7 +18,7 @@ YAML (``stage_configs.rlaif``)::
 The driver samples ``num_generations`` completions per prompt from the input policy (generation
 actors), labels pairs with the stage's judge (:func:`fnsft.judges.pairs.label_pairs`: its cache,
 masking and position debiasing), writes them to ``preference_pairs.jsonl``, and runs one Ray Train
-job with TRL's ``RewardTrainer`` (:mod:`fnsft.distributed.reward_trainer`) that saves the reward
+job with TRL's ``RewardTrainer`` (:mod:`fnsft.workers.hf.reward_trainer`) that saves the reward
 model to ``<stage dir>/reward_model`` (safetensors) and measures its accuracy on the held-back
 pairs. The RL loop then scores with that model in the reward actors (a ``type: model`` reward term).
 """
@@ -105,11 +105,13 @@ def describe_reward_model(c) -> str:
 
 
 # Running (driver) -----------------------------------------------------------------------------
-def build_reward_model(stage, model, splits: dict) -> tuple[Any, dict, dict]:
-    """Sample, label, write the pairs, train the reward model (one Train job).
+def build_reward_model(stage, model, judge, splits: dict, context=None) -> tuple[Any, dict, dict]:
+    """Sample, label with ``judge``, write the pairs, train the reward model (one Train job).
 
-    Returns ``(reward spec for the RL loop, metrics, artifacts)``; ``stage.judge`` stays usable
-    (its local pool, if any, is stopped: the RL roles need the CPUs).
+    Returns ``(reward spec for the RL loop, metrics, artifacts)``. The judge is closed after
+    labelling (a local judge's pool is stopped: the RL roles need the CPUs); its books stay.
+    ``context``: the stage's :class:`~fnsft.stages.base.StageContext` (its Train callbacks apply to
+    the reward model's job).
     """
     from fnsft.judges.pairs import label_pairs
     from fnsft.rl.rewards import RewardSpec
@@ -125,9 +127,9 @@ def build_reward_model(stage, model, splits: dict) -> tuple[Any, dict, dict]:
     sample_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        pairs = label_pairs(stage.judge, prompts, texts, rm.num_generations)
+        pairs = label_pairs(judge, prompts, texts, rm.num_generations)
     finally:
-        stage._stop_judge()
+        judge.close()
     label_s = time.perf_counter() - t0
     train, held = split_pairs(pairs, rm.eval_split, c.seed)
     pairs_path = os.path.join(c.output_dir, "preference_pairs.jsonl")
@@ -144,7 +146,7 @@ def build_reward_model(stage, model, splits: dict) -> tuple[Any, dict, dict]:
         raise StageError(f"{stage.key}.reward_model: the judge gave {len(pairs)} usable pairs ({len(train)} to "
                          f"train, {len(held)} held back); raise reward_model.num_prompts or num_generations, or "
                          "check the judge (ties and masked judgements make no pair)")
-    out = _train(stage, model, train, held)
+    out = _train(stage, model, train, held, context)
     path = os.path.join(c.output_dir, "reward_model")
     metrics = {"reward_model_pairs": len(pairs), "reward_model_train_pairs": len(train),
                "reward_model_eval_pairs": len(held), "reward_model_sample_s": round(sample_s, 2),
@@ -174,14 +176,17 @@ def _sample(stage, model, rows: list[dict]) -> tuple[list, list[str]]:
     from fnsft.actors.group import ActorGroup, RoleResources
     from fnsft.actors.rollout import expand_rows
 
+    from fnsft.stages.rl_settings import generation_engine
+
     c = stage.config
     prompts, _ = expand_rows(rows, c.reward_model.num_generations)
     gen = c.generation
+    choice = generation_engine(c, stage.key, model.source, gen.num_gpus > 0)  # vLLM's venv: its python
     group = ActorGroup(GenerationActor, RoleResources(gen.num_replicas, gen.num_cpus, gen.num_gpus), args=(model,),
                        kwargs={"dtype": getattr(stage.pipeline_config, "torch_dtype", "auto"),
                                "apply_chat_template": c.apply_chat_template, "chat_template": c.chat_template,
-                               "engine": gen.engine, "batch_size": gen.batch_size, "vllm_kwargs": gen.vllm_kwargs},
-                       name=f"{stage.stage_name}-rm-samples")
+                               "engine": choice.engine, "batch_size": gen.batch_size, "vllm_kwargs": gen.vllm_kwargs},
+                       name=f"{stage.stage_name}-rm-samples", runtime_env=choice.runtime_env(int(gen.num_cpus)))
     try:
         texts = group.split(prompts, lambda actor, chunk: actor.generate.remote(chunk, c.sampling(), c.seed))["texts"]
     finally:
@@ -189,22 +194,11 @@ def _sample(stage, model, rows: list[dict]) -> tuple[list, list[str]]:
     return prompts, texts
 
 
-def _train(stage, model, train: list[dict], held: list[dict]) -> dict:
+def _train(stage, model, train: list[dict], held: list[dict], context) -> dict:
     """One Ray Train job: TRL's RewardTrainer on ``train``, accuracy on ``held`` before and after."""
-    import sys
-
-    import ray
-
-    from fnsft.distributed.deepspeed_config import build_deepspeed_config
-    from fnsft.distributed.handoff import get_handoff_store
-    from fnsft.distributed.ray_runtime import cluster_has_gpus
-    from fnsft.distributed.reward_trainer import reward_model_worker
-    from fnsft.distributed.train_job import TrainJob, run_train_job
+    from fnsft.workers.hf.reward_trainer import reward_model_worker
 
     c, rm = stage.config, stage.config.reward_model
-    res, ds = stage.resources()
-    use_gpu = res.use_gpu if res.use_gpu is not None else cluster_has_gpus()
-    res = stage.place(res, use_gpu)
     # The reward model's own hyperparameters in the fields the HF/TRL arguments are read from.
     rm_config = replace(c, learning_rate=rm.learning_rate, num_train_epochs=rm.num_train_epochs, max_steps=-1,
                         per_device_train_batch_size=rm.per_device_train_batch_size,
@@ -213,10 +207,7 @@ def _train(stage, model, train: list[dict], held: list[dict]) -> dict:
                         warmup_steps=0, use_peft=False, save_steps=0, eval_steps=None, logging_steps=5,
                         output_dir=os.path.join(c.output_dir, "reward_model_train"))
     os.makedirs(rm_config.output_dir, exist_ok=True)
-    job = TrainJob(stage_name=f"{stage.stage_name}-reward-model", stage_config=rm_config, model=model,
-                   data={"train": ray.put(train), "eval": ray.put(held)}, builder="",
-                   deepspeed=build_deepspeed_config(ds, use_gpu, res.num_workers), use_gpu=use_gpu,
-                   torch_dtype=getattr(stage.pipeline_config, "torch_dtype", "auto"), store=get_handoff_store(),
-                   extra={"tty": sys.stdout.isatty(), "save_dir": os.path.join(c.output_dir, "reward_model")})
-    # A fresh Train run name (no save_steps): a rerun relabels from the judge cache and retrains.
-    return run_train_job(job, reward_model_worker, res, stage.train_storage())
+    # A fresh Train run name (resume=False, no save_steps): a rerun relabels from the judge cache and retrains.
+    return stage.launch(model, reward_model_worker, {"train": train, "eval": held}, context=context, resume=False,
+                        save_dir=os.path.join(c.output_dir, "reward_model"), stage_config=rm_config,
+                        job_name=f"{stage.stage_name}-reward-model")

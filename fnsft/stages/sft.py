@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional
 
 from fnsft.errors import ConfigError
 from fnsft.stages.training import TrainStage, TrainStageConfig
+from fnsft.workers.hf.trainers import SFT_TRAINER
 
 log = logging.getLogger("fnsft")
 
@@ -57,53 +58,62 @@ class SFTConfig(TrainStageConfig):
         metadata={"help": "HF sampler: random, sequential, group_by_length (batches of similar length: little "
                   "padding) or batch_rebalance. Default (null): group_by_length unless padding-free."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the training data."})
+    data_streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the training rows through Ray Data: read, converted and tokenized in Ray Data "
+                  "workers on the cluster, each Train worker reading its own shard, so the driver never holds "
+                  "them; held out: the first rows (at most eval_max_rows). Local files, folders or pyarrow URIs; "
+                  "no packing, length grouping, skip_bad_rows or hub sets yet. See docs/data.md."})
 
 
 class SFTStage(TrainStage):
     """Supervised fine-tuning with TRL's SFTTrainer on Ray Train + DeepSpeed."""
 
     config_class = SFTConfig
-    builder = "fnsft.distributed.sft_trainer:build_sft_trainer"
+    trainer = SFT_TRAINER
 
     @property
     def stage_name(self) -> str:
         return "sft"
+
+    @property
+    def random_order_reason(self):
+        """A stream has no sampler to group lengths with: rows come in the stream's (seeded block) order."""
+        if self.config.data_streaming:
+            return "data_streaming: rows come in stream order (length grouping in a buffer is not built)"
+        return None
 
     def validate_config(self) -> None:
         super().validate_config()
         c = self.config
         if c.max_length < 8:
             raise ConfigError(f"{self.key}.max_length: must be >= 8 (got {c.max_length})")
-        self._format = self._detect(c.dataset_name_or_path, f"{self.key}.dataset_name_or_path")
+        if c.data_streaming:
+            from fnsft.stages.sft_stream import check_streaming
+
+            check_streaming(c, self.key)
+        detect_data_format(c, c.dataset_name_or_path, f"{self.key}.dataset_name_or_path")
         if c.eval_dataset_path:
-            self._detect(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
+            detect_data_format(c, c.eval_dataset_path, f"{self.key}.eval_dataset_path")
 
-    def _detect(self, path: str, key: str) -> str:
-        from fnsft.data.files import is_local_path, read_first_rows
-        from fnsft.data.formats import detect_sft_format
+    def data_format(self) -> str:
+        """The training data's format, from its first rows (a hub set: ``dataset_format``)."""
+        return self.format_of(self.config.dataset_name_or_path, f"{self.key}.dataset_name_or_path")
 
-        if is_local_path(path) and not os.path.exists(path):
-            raise ConfigError(f"{key}: dataset {path} not found")
-        rows = read_first_rows(path, n=20)
-        if not rows:
-            if self.config.dataset_format == "auto" and is_local_path(path):
-                raise ConfigError(f"{key}: {path} has no rows")
-            return self.config.dataset_format  # hub dataset: detected when it is loaded
-        detected = detect_sft_format(rows, path, self.config.column_mapping or None)
-        wanted = self.config.dataset_format
-        if wanted != "auto" and wanted != detected:
-            # An explicit format wins, but it must fit the rows.
-            from fnsft.data.formats import to_prompt_completion
+    def format_of(self, path: str, key: str) -> str:
+        """The format of the data at ``path`` (YAML ``key``): :func:`detect_data_format`."""
+        return detect_data_format(self.config, path, key)
 
-            to_prompt_completion(rows[0], wanted, self.config.column_mapping or None, index=0, source=path)
-            return wanted
-        return detected
+    def needs_chat_template(self) -> bool:
+        """Also when the data holds conversations (messages, sharegpt), whatever the config says."""
+        return super().needs_chat_template() or self.data_format() in ("messages", "sharegpt")
 
     def describe_plan(self) -> dict[str, Any]:
         from fnsft.data.labels import describe_format
+        from fnsft.data.splits import describe_eval_plan
 
         c = self.config
-        fmt = getattr(self, "_format", c.dataset_format)
+        fmt = self.data_format()
         steps = f"max_steps={c.max_steps}" if c.max_steps > 0 else f"epochs={c.num_train_epochs:g}"
         peft = "full fine-tune"
         if c.use_peft:
@@ -111,35 +121,54 @@ class SFTStage(TrainStage):
                 + (" + 8-bit" if c.load_in_8bit else "")
         return {
             "data": f"{c.dataset_name_or_path} (format: {describe_format(fmt) if fmt != 'auto' else 'detected at run time'})",
-            "eval": c.eval_dataset_path or (f"{c.eval_split:.0%} held out" if c.eval_split else "none"),
+            "eval": describe_eval_plan(c.eval_dataset_path, c.eval_split, c.eval_max_rows),
             "training": f"{steps}, lr={c.learning_rate:g}, batch={c.per_device_train_batch_size}"
                         f"x{c.gradient_accumulation_steps} per worker, max_length={c.max_length}",
             "weights": peft,
         }
 
+    def prepare_stream(self, model, tokenizer, num_workers: int):
+        """With ``data_streaming``: the training rows as a Ray Data stream (:mod:`fnsft.stages.sft_stream`)."""
+        if not self.config.data_streaming:
+            return None
+        from fnsft.stages.sft_stream import prepare_sft_stream
+
+        if self.config.chat_template:  # the tokenizer handed on carries it, as in prepare_data
+            tokenizer.chat_template = self.config.chat_template
+
+        return prepare_sft_stream(self, model, num_workers)
+
     # ------------------------------------------------------------------------------------
-    def _load(self, path: str) -> tuple[list[dict], str]:
-        from fnsft.data.files import load_rows
+    def _load(self, path: str, key: str) -> tuple[list[dict], str, Any]:
+        """Every row of ``path`` converted to TRL's shape, its format, and the
+        :class:`~fnsft.data.rows.RowReport` (bad rows: one line naming the line, or skipped)."""
         from fnsft.data.formats import detect_sft_format, to_prompt_completion
+        from fnsft.data.rows import first_rows, read_rows
 
         c = self.config
-        dataset = load_rows(path)
-        rows = dataset.to_list()
-        fmt = c.dataset_format
-        if fmt == "auto":
-            fmt = detect_sft_format(rows[:20], path, c.column_mapping or None)
-        out = [to_prompt_completion(r, fmt, c.column_mapping or None, c.system_prompt, index=i, source=path,
-                                    as_chat=c.apply_chat_template)
-               for i, r in enumerate(rows)]
-        return out, fmt
+        mapping = c.column_mapping or None
+        fmt = detect_data_format(c, path, key)
+        if fmt == "auto":  # a hub set: its first rows decide
+            fmt = detect_sft_format(first_rows(path, 20), path, mapping)
+
+        def convert(row: dict, where: str) -> dict:
+            return to_prompt_completion(row, fmt, mapping, c.system_prompt, source=where, as_chat=c.apply_chat_template)
+
+        rows, report = read_rows(path, convert, skip_bad_rows=c.skip_bad_rows, key=self.key)
+        if report.skipped:
+            log.warning("[sft] %s: %s", path, report.describe())
+        return rows, fmt, report
 
     def prepare_data(self, tokenizer) -> tuple[dict[str, list[dict]], dict[str, Any]]:
         from fnsft.data.labels import describe_format
 
         c = self.config
-        rows, fmt = self._load(c.dataset_name_or_path)
+        rows, fmt, report = self._load(c.dataset_name_or_path, f"{self.key}.dataset_name_or_path")
         log.info("[sft] %s: detected format %s, %d rows", c.dataset_name_or_path, describe_format(fmt), len(rows))
-        eval_rows = self._load(c.eval_dataset_path)[0] if c.eval_dataset_path else None
+        eval_rows = None
+        if c.eval_dataset_path:
+            eval_rows, _, eval_report = self._load(c.eval_dataset_path, f"{self.key}.eval_dataset_path")
+            report = report.add(eval_report)
         data = self.split_eval(rows, eval_rows)
         if c.chat_template:
             tokenizer.chat_template = c.chat_template
@@ -148,7 +177,37 @@ class SFTStage(TrainStage):
             log.warning("[sft] %d of %d training examples are longer than max_length=%d and will be truncated",
                         too_long, len(data["train"]), c.max_length)
         return data, {"dataset_format": fmt, "train_rows": len(data["train"]),
-                      "eval_rows": len(data.get("eval", [])), "truncated_examples": too_long}
+                      "eval_rows": len(data.get("eval", [])), "truncated_examples": too_long,
+                      "skipped_rows": report.skipped}
+
+
+def detect_data_format(c: SFTConfig, path: str, key: str) -> str:
+    """The format of the data at ``path`` (YAML ``key``), read from its first rows.
+
+    An explicit ``dataset_format`` wins but must fit the first row; ``auto`` is detected. A hub
+    name has no rows to read offline, so its format stays ``dataset_format`` until it is loaded.
+    Raises a ``ConfigError`` naming ``key`` for a missing or empty file or rows no format fits.
+    """
+    from fnsft.data.files import is_local_path, read_first_rows
+    from fnsft.data.formats import detect_sft_format, to_prompt_completion
+
+    from fnsft.data.ingest import is_uri
+
+    if is_uri(path) and getattr(c, "data_streaming", False):  # read on the cluster: its first rows decide there
+        return c.dataset_format
+    if is_local_path(path) and not os.path.exists(path):
+        raise ConfigError(f"{key}: dataset {path} not found")
+    rows = read_first_rows(path, n=20)
+    if not rows:
+        if c.dataset_format == "auto" and is_local_path(path):
+            raise ConfigError(f"{key}: {path} has no rows")
+        return c.dataset_format
+    detected = detect_sft_format(rows, path, c.column_mapping or None)
+    wanted = c.dataset_format
+    if wanted != "auto" and wanted != detected:
+        to_prompt_completion(rows[0], wanted, c.column_mapping or None, index=0, source=path)
+        return wanted
+    return detected
 
 
 def count_truncated(rows: list[dict], tokenizer, max_length: int) -> int:

@@ -4,7 +4,7 @@
 ``teacher_base_url`` and ``api_key_env`` (the NAME of the variable holding the key) default to
 the openai client's ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, so the guide's Example 2 runs
 unchanged against any endpoint. ``teacher_api`` holds the shared client's other settings
-(``max_concurrency``, ``requests_per_minute``, ``max_retries``, ``timeout_s``, ``max_calls``,
+(``max_concurrency``, ``requests_per_minute``, ``max_retries``, ``timeout_s``, ``max_calls``, ``max_total_tokens``,
 ``extra_body``). Calls go through ONE Ray actor per endpoint
 (:func:`fnsft.actors.api_client.make_api_actor`): concurrency cap, rate limit, retries honouring
 ``Retry-After``, timeouts, token usage. Each question is one request with ``n`` choices.

@@ -44,6 +44,7 @@ def check_teacher(c: Any, key: str) -> None:
                                           "requests_per_minute": "teacher_api.requests_per_minute",
                                           "max_retries": "teacher_api.max_retries",
                                           "timeout_s": "teacher_api.timeout_s", "max_calls": "teacher_api.max_calls",
+                                          "max_total_tokens": "teacher_api.max_total_tokens",
                                           "extra_body": "teacher_api.extra_body"})
 
 

@@ -56,7 +56,7 @@ def run_sweep(plan, config_path: Optional[str] = None, overrides: Optional[list[
     """
     from ray import tune
 
-    from fnsft.distributed.ray_runtime import ensure_ray
+    from fnsft.runtime.ray_start import ensure_ray
     from fnsft.pipeline.sizing import local_cpus
     from fnsft.pipeline.logs import setup_logging
     from fnsft.tune.trial import AbortTrainJobOnStop, TrialSpec, run_trial
@@ -154,7 +154,7 @@ def _run_shared_stages(plan, sweep: Sweep, raw: dict) -> dict[str, dict]:
 def _check_trials_fit(plan, sweep: Sweep) -> None:
     """One trial (its own CPU plus its stage's workers and role actors) fits on the cluster, or a
     one-line error now: Tune would otherwise keep the trial pending, silently, for ever."""
-    from fnsft.distributed import placement
+    from fnsft.runtime import placement
 
     c = sweep.config
     cap = placement.cluster_capacity()

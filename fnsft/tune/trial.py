@@ -93,7 +93,7 @@ class AbortTrainJobOnStop:
     def cleanup(self):
         import ray
 
-        from fnsft.distributed.handoff import current_store
+        from fnsft.runtime.handoff import current_store
 
         store = current_store()  # the trial's own store, while its pipeline runs
         try:
@@ -107,8 +107,8 @@ class AbortTrainJobOnStop:
 
 def run_trial(params: dict[str, Any], spec: TrialSpec) -> None:
     """The function trainable: ``params`` maps each swept config path to its sampled value."""
-    from fnsft.distributed import placement, train_job
-    from fnsft.distributed.handoff import new_run_id, run_store
+    from fnsft.runtime import placement
+    from fnsft.runtime.handoff import new_run_id, run_store
     from fnsft.pipeline import Pipeline
     from fnsft.pipeline.manifest import Manifest
     from fnsft.pipeline.plan import build_plan
@@ -133,11 +133,7 @@ def run_trial(params: dict[str, Any], spec: TrialSpec) -> None:
                 return []
             return [StageReportsToTune(stage_name, spec.metric, trial_id, store)]
 
-        train_job.run_callbacks.append(forward)
-        try:
-            summary = Pipeline(plan).run()
-        finally:
-            train_job.run_callbacks.remove(forward)
+        summary = Pipeline(plan, train_callbacks=[forward]).run()
     metrics = flatten_metrics(summary, spec.trial_stages)
     if spec.metric not in metrics:
         stage = spec.metric.split("/", 1)[0]

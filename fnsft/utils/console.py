@@ -18,10 +18,23 @@ def say(line: str) -> None:
 
 def quiet_libraries() -> None:
     """Workers' output is forwarded to the driver: keep it to our progress and real warnings."""
+    import importlib.util
     import warnings
 
-    import datasets
     import transformers
+
+    if importlib.util.find_spec("datasets") is not None:  # vLLM's venv (generation role) has none
+        _quiet_datasets()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def _quiet_datasets() -> None:
+    import datasets
 
     datasets.disable_progress_bars()
     # Workers keep no dataset cache, so fingerprints need not be content hashes. Hashing TRL's
@@ -38,9 +51,3 @@ def quiet_libraries() -> None:
     fingerprint.update_fingerprint = datasets.arrow_dataset.update_fingerprint = random_fingerprint
     # A new Dataset hashes its whole Arrow table (dill pickles a local function: same bytecode flood).
     fingerprint.generate_fingerprint = datasets.arrow_dataset.generate_fingerprint = random_fingerprint
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    logging.getLogger("ray.train").setLevel(logging.WARNING)

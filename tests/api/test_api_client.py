@@ -43,7 +43,7 @@ def test_results_parsed_in_order_with_logprobs_usage_and_n(fake_openai):
     body = fake_openai.requests[0]["body"]
     assert body["model"] == "fake-model" and body["max_tokens"] == 8
     s = c.stats()
-    assert s["calls"] == 2 and s["errors"] == 0 and s["completion_tokens"] == 4 + 8
+    assert s["calls"] == 3 and s["errors"] == 0 and s["completion_tokens"] == 4 + 8  # n=2 spends two
 
 
 def test_429_with_retry_after_is_retried_and_waits(fake_openai):
@@ -237,3 +237,44 @@ def test_one_named_ray_actor_shares_budget_and_cache_across_workers(fake_openai,
     assert stats["calls"] == 5 and stats["budget_left"] == 0
     ray.kill(a)
     assert len(CallCache(str(tmp_path / "calls.jsonl"))) == 5
+
+
+def test_a_huge_retry_after_is_capped_and_counted(fake_openai):
+    """A server asking to wait an hour is retried after max_retry_after_s, not slept on for an hour
+    (nor given up on at once, as the openai client does past 2 minutes)."""
+    fake_openai.retry_after = "3600"
+    fake_openai.push("429", "429")
+    c = client(fake_openai, max_retries=3, max_retry_after_s=0.5)
+    t0 = time.monotonic()
+    out = c.chat([ask("x")])
+    assert time.monotonic() - t0 < 5.0
+    assert out[0]["error"] is None and fake_openai.count == 3
+    s = c.stats()
+    assert s["retries"] == 2 and s["retry_after_capped"] == 2
+
+
+def test_retries_stop_when_the_retry_budget_is_spent(fake_openai):
+    """Many retries of a failing endpoint end within retry_budget_s, waits and attempts included."""
+    fake_openai.fault_for = lambda body: "500"
+    c = client(fake_openai, max_retries=50, retry_budget_s=2.0)
+    t0 = time.monotonic()
+    out = c.chat([ask("x")])
+    assert time.monotonic() - t0 < 4.0
+    assert "HTTP 500" in out[0]["error"] and "retry_budget_s=2" in out[0]["error"]
+    assert 2 <= fake_openai.count < 51
+
+
+def test_a_slow_answer_gets_no_more_than_the_retry_budget(fake_openai):
+    fake_openai.slow_s = 5.0
+    fake_openai.fault_for = lambda body: "slow"
+    c = client(fake_openai, timeout_s=60.0, max_retries=3, retry_budget_s=1.0)
+    t0 = time.monotonic()
+    out = c.chat([ask("x")])
+    assert time.monotonic() - t0 < 3.0 and out[0]["error"].startswith("timeout")
+
+
+@pytest.mark.parametrize("field,value", [("retry_budget_s", 0), ("max_retry_after_s", -1.0)])
+def test_retry_bounds_must_be_positive(field, value):
+    s = ApiSettings(model="m", base_url="http://127.0.0.1:1/v1", **{field: value})
+    with pytest.raises(ConfigError, match=rf"judge.{field}: .* must be positive"):
+        check_api_settings(s, "judge")

@@ -46,7 +46,8 @@ def test_chat_logprobs_and_cache_against_vllm(vllm_server, tmp_path):
     assert 0 < sum(math.exp(a["logprob"]) for a in out[1]["top_logprobs"][0]) <= 1.0001
     assert len(out[2]["texts"]) == 2 and out[2]["top_logprobs"] is None
     stats = client.stats()
-    assert stats["calls"] == 3 and stats["errors"] == 0 and stats["completion_tokens"] > 0
+    # Three requests, the last asking for n=2 choices: 4 paid calls (budgets count choices).
+    assert stats["calls"] == 4 and stats["errors"] == 0 and stats["completion_tokens"] > 0
 
     # A rerun (a new client on the same cache, as a resumed stage) makes zero calls.
     again = ApiClient(settings, cache)

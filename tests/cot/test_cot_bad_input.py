@@ -68,3 +68,17 @@ def test_cli_dry_run_one_line_without_ray(tmp_path):
     assert "RAY_IMPORTED=False" in r.stdout and not os.path.exists(tmp_path / "out")
     ok = run_cli("--config", str(path), "--dry_run", env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert ok.returncode == 0 and "teacher: api: gpt-4 at OPENAI_BASE_URL" in ok.stdout, ok.stdout + ok.stderr
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_plan_reads_the_columns_whether_or_not_validation_ran(tmp_path, answers):
+    """The plan's columns come from the data's first rows, not from what validation left on the stage."""
+    from fnsft.pipeline.plan import build_plan
+
+    path = TRAIN if answers else _no_answers(tmp_path)
+    planned = build_plan(data=_cfg(tmp_path, reasoning_dataset_path=path, verify_answers=answers)).stages[0]
+    plan = planned.stage.describe_plan()
+    assert plan["data"] == f"{path} (question: question, answer: {'answer' if answers else 'none'})", plan["data"]
+    assert ("against the gold answer" in plan["filter"]) is answers
+    fresh = type(planned.stage)(planned.config, planned.stage.pipeline_config)  # never validated
+    assert fresh.describe_plan() == plan

@@ -20,13 +20,14 @@ def test_judging_overlaps_generation(ray_session):
     from fnsft.actors.roles import launch_roles
     from fnsft.actors.rollout import collect_rollout
     from fnsft.judges import JudgeSettings, build_judge
+    from fnsft.judges.reward_term import JudgeTerm
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle
 
     judge = build_judge(JudgeSettings(type="function", function=f"{FNS}:the_share", score_range=[0, 1]))
     roles = launch_roles(ModelHandle(source=materialize_builtin(TINY)), name="overlap",
                          generation=RoleResources(num_cpus=0.5), generation_kwargs={"engine": "hf"},
-                         reward=RoleResources(num_cpus=0.25), reward_specs=[], reward_kwargs={"judge": judge})
+                         reward=RoleResources(num_cpus=0.25), reward_specs=[], reward_terms=[JudgeTerm(judge)])
     rows = [{"prompt": f"question {i}: what is {i} + {i}?"} for i in range(16)]
     sampling = {"max_new_tokens": 24, "temperature": 1.0}
     try:

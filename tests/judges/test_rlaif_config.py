@@ -28,7 +28,7 @@ def test_plan_defaults_to_ppo_and_the_judge_only(tmp_path):
     assert plan["rewards"] == "the judge only" and "function pointwise" in plan["judge"]
     # rule rewards may be summed with the judge
     stage = build_plan(data=_cfg(tmp_path, rewards=[{"type": "regex", "pattern": "\\d"}])).stages[0].stage
-    assert len(stage.reward_specs) == 1
+    assert len(stage.parse_rewards()) == 1
 
 
 @pytest.mark.parametrize("stage, key, match", [
@@ -52,6 +52,8 @@ def test_plan_defaults_to_ppo_and_the_judge_only(tmp_path):
     ({"mode": "reward_model", "reward_model": {"epochs": 2}}, "stage_configs.rlaif.reward_model", "epochs"),
     ({"generation": {"score_chunks": -1}}, "stage_configs.rlaif.generation.score_chunks", "must be >= 1"),
     ({"algorithm": "ddpg"}, "stage_configs.rlaif.algorithm", "unknown algorithm"),
+    ({"rewards": [{"type": "regex", "pattern": "a", "name": "judge"}]}, "stage_configs.rlaif.rewards",
+     "the name of the stage's judge term"),
 ])
 def test_bad_input_names_the_key(tmp_path, stage, key, match):
     with pytest.raises(ConfigError) as e:
@@ -79,3 +81,23 @@ def test_cli_dry_run_prints_one_line_and_exits_2(tmp_path):
     lines = [ln for ln in r.stderr.strip().splitlines() if "judge" in ln]
     assert len(lines) == 1 and "stage_configs.rlaif.judge.function" in lines[0]
     assert "RAY_IMPORTED=False" in r.stdout or "RAY_IMPORTED" not in r.stdout
+
+
+def test_preference_mode_resolves_its_algorithm_where_the_config_is_made(tmp_path):
+    """The config says online_dpo before validation, and validating (once or twice) changes nothing."""
+    import dataclasses
+
+    from fnsft.config.parse import parse_dataclass
+    from fnsft.stages.rlaif import RLAIFConfig
+
+    section = _cfg(tmp_path, mode="preference", num_generations=2)["stage_configs"]["rlaif"]
+    parsed = parse_dataclass(RLAIFConfig, section, "stage_configs.rlaif", fixed={"stage_name": "rlaif"})
+    assert parsed.algorithm == "online_dpo"
+    stage = build_plan(data=_cfg(tmp_path, mode="preference", num_generations=2)).stages[0].stage
+    before = dataclasses.asdict(stage.config)
+    stage.validate_config()
+    assert dataclasses.asdict(stage.config) == before and before == dataclasses.asdict(parsed) | {
+        "output_dir": before["output_dir"]}
+    with pytest.raises(ConfigError) as e:
+        build_plan(data=_cfg(tmp_path, mode="preference", algorithm="grpo"))
+    assert str(e.value).startswith("stage_configs.rlaif.algorithm: mode preference trains with online_dpo")

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from fnsft.config.schema import DeepSpeedConfig
-from fnsft.distributed.deepspeed_config import build_deepspeed_config, deepspeed_in_use, describe_deepspeed
+from fnsft.runtime.deepspeed_config import build_deepspeed_config, deepspeed_in_use, describe_deepspeed
 from fnsft.pipeline.plan import build_plan, describe_plan
 from fnsft.testing import tiny_sft_config
 

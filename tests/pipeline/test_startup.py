@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fnsft.distributed.startup_marks import import_worker_libraries, phase_seconds
+from fnsft.workers.startup_marks import import_worker_libraries, phase_seconds
 from fnsft.utils.imports import needed_integrations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

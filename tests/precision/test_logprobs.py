@@ -29,7 +29,7 @@ def _batch(vocab: int, B: int = 3, P: int = 5, C: int = 6):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_selective_logprobs_and_entropy_equal_the_full_computation(tiny, dtype):
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
     from fnsft.rl.losses import entropy_from_logits
 
     model = tiny.load(dtype=dtype)
@@ -47,7 +47,7 @@ def test_selective_logprobs_and_entropy_equal_the_full_computation(tiny, dtype):
 
 
 def test_logprobs_have_gradients_through_the_selective_path(tiny):
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
 
     model = tiny.load(dtype=torch.float32)
     out = completion_forward(model, _batch(model.config.vocab_size), need_entropy=True, top_k=5)
@@ -59,7 +59,7 @@ def test_logprobs_have_gradients_through_the_selective_path(tiny):
 def test_filter_matches_generate_warpers(top_k, top_p):
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from fnsft.actors.modeling import sampling_filter
+    from fnsft.models.forward import sampling_filter
 
     logits = torch.randn(8, 50, generator=torch.Generator().manual_seed(1)) * 3
     warpers = LogitsProcessorList([TemperatureLogitsWarper(0.8)] + ([TopKLogitsWarper(top_k)] if top_k else [])
@@ -74,7 +74,7 @@ def test_filter_matches_generate_warpers(top_k, top_p):
 def test_logprobs_of_top_p_samples_are_those_of_the_truncated_distribution(tiny):
     """Tokens sampled with top_k/top_p get log-probs from the truncated distribution (higher than the
     full softmax's), so the first PPO ratio is exactly 1 where the full softmax would bias it."""
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
 
     model = tiny.load(dtype=torch.float32).eval()
     batch = _batch(model.config.vocab_size, C=1)
@@ -95,7 +95,7 @@ def test_logprobs_of_top_p_samples_are_those_of_the_truncated_distribution(tiny)
 
 
 def test_sampled_token_outside_the_new_nucleus_stays_finite():
-    from fnsft.actors.modeling import sampling_filter
+    from fnsft.models.forward import sampling_filter
 
     logits = torch.tensor([[5.0, 4.0, -3.0, -4.0]])
     kept = sampling_filter(logits, top_k=1, keep=torch.tensor([3]))

@@ -14,7 +14,7 @@ ABSURD_LR = 1e9
 
 
 def test_absurd_learning_rate_stops_training_at_the_first_nan(tmp_path):
-    from fnsft.distributed.finite_guard import NonFiniteLoss
+    from fnsft.workers.finite_guard import NonFiniteLoss
 
     trainer, _ = build_worker_trainer(tmp_path, "sft", "float32", rows=16, learning_rate=ABSURD_LR,
                                       max_steps=50, per_device_train_batch_size=2, max_grad_norm=0.0)
@@ -29,7 +29,7 @@ def test_absurd_learning_rate_stops_training_at_the_first_nan(tmp_path):
 def test_nan_eval_loss_is_caught(tmp_path):
     from transformers import TrainerControl, TrainerState
 
-    from fnsft.distributed.finite_guard import NonFiniteLoss
+    from fnsft.workers.finite_guard import NonFiniteLoss
 
     trainer, _ = build_worker_trainer(tmp_path, "sft", "float16", max_steps=1)
     guard = [cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "EvalGuard"][0]

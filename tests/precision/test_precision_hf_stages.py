@@ -1,8 +1,8 @@
 """SFT and DPO keep float32 master weights under ``torch_dtype: bfloat16`` / ``float16``.
 
 Each test builds the worker's trainer in this process (the same pieces ``train_worker`` uses:
-``resolve_precision`` → ``load_for_training`` → ``common_training_args`` → the stage's builder,
-with the NaN guard), trains a few steps with a small learning rate on the tiny model, and
+``resolve_precision`` → ``load_for_training`` → ``common_training_args`` → the stage's trainer
+factory, with the NaN guard), trains a few steps with a small learning rate on the tiny model, and
 checks: the optimizer steps float32 tensors, the weights moved, the loss stayed finite.
 """
 
@@ -34,8 +34,8 @@ def build_worker_trainer(tmp_path, kind: str, torch_dtype: str, rows: int = 8, *
     """The trainer ``train_worker`` builds, in this process (no Ray, no DeepSpeed)."""
     from datasets import Dataset
 
-    from fnsft.distributed.finite_guard import guard_trainer
-    from fnsft.distributed.hf_worker import common_training_args, import_string
+    from fnsft.workers.finite_guard import guard_trainer
+    from fnsft.workers.hf.args import common_training_args
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle
     from fnsft.models.loading import load_for_training, load_tokenizer, lora_config
@@ -47,14 +47,13 @@ def build_worker_trainer(tmp_path, kind: str, torch_dtype: str, rows: int = 8, *
     tokenizer = load_tokenizer(handle.source)
     data, _ = stage.prepare_data(tokenizer)
     job = types.SimpleNamespace(stage_config=c, model=handle, use_gpu=False, deepspeed=None, data={"train": None},
-                                stage_name=kind, extra={})
+                                stage_name=kind, batching=None)
     precision = resolve_precision(torch_dtype, on_gpu=False)
     model = load_for_training(handle, c, precision, str(tmp_path / "scratch"))
     args = common_training_args(job, str(tmp_path / "trainer"), precision)
-    trainer = import_string(stage.builder)(job=job, model=model, tokenizer=tokenizer,
-                                           train_dataset=Dataset.from_list(data["train"][:rows]),
-                                           eval_dataset=None, args=args,
-                                           peft_config=lora_config(c) if c.use_peft else None)
+    trainer = stage.trainer.build(job=job, model=model, tokenizer=tokenizer,
+                                  train_dataset=Dataset.from_list(data["train"][:rows]), eval_dataset=None,
+                                  args=args, peft_config=lora_config(c) if c.use_peft else None)
     guard_trainer(trainer, kind, precision)
     return trainer, precision
 

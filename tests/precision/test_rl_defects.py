@@ -34,7 +34,8 @@ def test_grpo_in_loss_kl_does_not_overwrite_the_controllers_kl():
 
 
 def test_engine_auto_is_hf():
-    """``engine: auto`` never picks vLLM silently (only the HF path is tested)."""
+    """An actor given ``engine: auto`` runs HF ``generate`` (the stage resolves auto before Ray: HF on
+    CPU, vLLM on a GPU where installed; tests/rl/test_vllm_choice.py covers that choice)."""
     from fnsft.actors.generation import GenerationActor
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle

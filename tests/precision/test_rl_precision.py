@@ -15,7 +15,7 @@ from fnsft.testing import TINY
 
 
 def _policy(dtype_name: str, critic: bool):
-    from fnsft.actors.modeling import ValueHead
+    from fnsft.models.forward import ValueHead
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle
     from fnsft.models.precision import disable_dropout, resolve_precision
@@ -39,7 +39,7 @@ def _batch(vocab: int, B: int = 8, P: int = 4, C: int = 5):
 @pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
 @pytest.mark.parametrize("algorithm", ["ppo", "a2c", "trpo", "grpo", "rloo"])
 def test_rl_update_keeps_float32_masters_and_moves_the_weights(algorithm, dtype_name):
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
     from fnsft.models.precision import optimizer_step
     from fnsft.rl import ALGORITHMS, trpo_step, trpo_surrogate_loss
     from fnsft.rl.loop import LossSettings, compute_advantages, policy_objective
@@ -103,7 +103,7 @@ def test_rl_update_keeps_float32_masters_and_moves_the_weights(algorithm, dtype_
 
 
 def test_dropout_off_but_training_mode_keeps_gradient_checkpointing():
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
 
     _, policy, _ = _policy("float32", critic=False)
     assert policy.training and policy.config.attention_dropout == 0.0
@@ -130,8 +130,8 @@ def test_trainer_strategy_steps_float32_masters(dtype_name):
     fp16 loss scaling, value head on the half hidden state, float32 optimizer state."""
     import types
 
-    from fnsft.distributed.rl_learner import policy_value_module
-    from fnsft.distributed.strategy import Strategy
+    from fnsft.workers.rl.learner import policy_value_module
+    from fnsft.workers.rl.strategy import Strategy
     from fnsft.rl import ALGORITHMS
     from fnsft.rl.loop import LossSettings, compute_advantages, policy_objective
 
@@ -162,7 +162,7 @@ def test_trainer_strategy_steps_float32_masters(dtype_name):
 
 
 def test_rl_guard_stops_on_a_nan_loss():
-    from fnsft.distributed.finite_guard import NonFiniteLoss, check_finite_stats
+    from fnsft.workers.finite_guard import NonFiniteLoss, check_finite_stats
     from fnsft.models.precision import resolve_precision
 
     check_finite_stats("rl", {"policy_loss": 0.3, "entropy": float("nan")}, 2, None, 1e-3)  # not a loss

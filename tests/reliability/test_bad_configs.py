@@ -2,8 +2,9 @@
 what would be accepted, exit code 2, no traceback — in ``--dry_run`` and in a real run.
 
 Each YAML's header says what it expects: ``# expect: <fragment of the error line>`` and, when a
-command-line flag is part of the mistake, ``# args: <flags>``. ``{examples}``, ``{tmp}`` and
-``{no_template_model}`` (the tiny model saved without a chat template) are filled in here.
+command-line flag is part of the mistake, ``# args: <flags>``. ``{examples}``, ``{tmp}``,
+``{corpus}`` (this folder's ``bad_configs/``) and ``{no_template_model}`` (the tiny model saved
+without a chat template) are filled in here.
 The real run uses ``python -X importtime``: its import log proves ``ray`` was never imported.
 """
 
@@ -30,7 +31,8 @@ def _header(text: str, key: str) -> str:
 
 
 def _materialize(path: str, tmp_path, model: str) -> tuple[str, str, list[str]]:
-    subst = {"{examples}": EXAMPLES, "{tmp}": str(tmp_path), "{no_template_model}": model}
+    subst = {"{examples}": EXAMPLES, "{tmp}": str(tmp_path), "{no_template_model}": model,
+             "{corpus}": os.path.join(HERE, "bad_configs")}
     text = open(path).read()
     for k, v in subst.items():
         text = text.replace(k, v)
@@ -61,7 +63,7 @@ def _one_line(result, expect: str) -> list[str]:
 
 
 def test_corpus_is_there():
-    assert len(CORPUS) >= 18
+    assert len(CORPUS) >= 43
     assert all(_header(open(p).read(), "expect") for p in CORPUS)
 
 

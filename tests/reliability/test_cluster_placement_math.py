@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fnsft.distributed import placement
-from fnsft.distributed.placement import Capacity, Demand, auto_cpus_per_worker, local_capacity, problem
+from fnsft.runtime import placement
+from fnsft.runtime.placement import Capacity, Demand, auto_cpus_per_worker, local_capacity, problem
 
 
 @pytest.fixture(autouse=True)

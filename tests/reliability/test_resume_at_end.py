@@ -1,5 +1,5 @@
 """A run resumed from a checkpoint at its last step trains nothing more (HF would train one step
-past ``max_steps``); the model is the checkpoint's (fnsft.distributed.resume.stop_if_finished)."""
+past ``max_steps``); the model is the checkpoint's (fnsft.workers.resume.stop_if_finished)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _weights(model) -> dict:
 
 
 def test_resumed_at_max_steps_trains_nothing(tmp_path, tiny_model_dir):
-    from fnsft.distributed.resume import FinishedAtCheckpoint, finished_run_metrics, stop_if_finished
+    from fnsft.workers.resume import FinishedAtCheckpoint, finished_run_metrics, stop_if_finished
 
     out = str(tmp_path / "run")
     first = _trainer(tiny_model_dir, out, 3)

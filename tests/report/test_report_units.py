@@ -8,7 +8,7 @@ import os
 import pytest
 
 from fnsft.config.schema import ReportConfig
-from fnsft.distributed import worker_output
+from fnsft.runtime import log_routing as worker_output
 from fnsft.errors import ConfigError
 from fnsft.pipeline.plan import build_plan
 from fnsft.testing import EXAMPLES, tiny_sft_config

@@ -6,9 +6,10 @@ from fnsft.errors import ConfigError
 from fnsft.rl import ALGORITHMS, get_algorithm
 
 
-def test_registry_covers_the_five_algorithms():
-    # the five RL algorithms, plus online DPO (RLAIF's mode preference; any reward can rank)
-    assert set(ALGORITHMS) == {"ppo", "a2c", "trpo", "grpo", "rloo", "online_dpo"}
+def test_registry_covers_the_algorithms():
+    # the five RL algorithms, online DPO (RLAIF's mode preference; any reward can rank), the GRPO family
+    assert set(ALGORITHMS) == {"ppo", "a2c", "trpo", "grpo", "rloo", "online_dpo", "dapo", "dr_grpo", "gspo",
+                               "cispo", "reinforce_pp", "reinforce_pp_baseline"}
     for name, spec in ALGORITHMS.items():
         assert spec.name == name
         assert not (spec.uses_critic and spec.needs_groups)

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fnsft.distributed import rl_checkpoint
+from fnsft.workers.rl import checkpoint as rl_checkpoint
 from fnsft.rl import AdaptiveKLController
 
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from fnsft.actors.generation import GenerationActor
-from fnsft.actors.modeling import accepts_logits_to_keep, completion_forward, rollout_arrays, to_torch
+from fnsft.models.forward import accepts_logits_to_keep, completion_forward
+from fnsft.models.tokens import rollout_arrays, to_torch
 from fnsft.models.handle import ModelHandle
 from fnsft.testing import EXAMPLES
 
@@ -86,7 +87,7 @@ def test_logits_to_keep_matches_full_logits(tiny_model_dir):
     ("trpo", {}, True),
 ])
 def test_old_pass_skipped_only_for_one_on_policy_step(algorithm, kw, needed):
-    from fnsft.distributed.rl_worker import RLTrainer
+    from fnsft.workers.rl.worker import RLTrainer
     from fnsft.rl import get_algorithm
 
     trainer = SimpleNamespace(

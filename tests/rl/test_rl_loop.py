@@ -33,8 +33,9 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     b = _batch()
     adv = compute_advantages(spec, s, b["scores"], b["mask"], b["old"], b["ref"],
                              b["values"] if spec.uses_critic else None, kl_coef=0.1)
-    assert adv["advantages"].shape == ((B, T) if spec.uses_critic else (B,))
-    assert (adv["advantages"][0, 3:] == 0).all() if spec.uses_critic else True
+    per_token = spec.uses_critic or spec.advantage.startswith("reinforce")  # REINFORCE++: whitened returns
+    assert adv["advantages"].shape == ((B, T) if per_token else (B,))
+    assert (adv["advantages"][0, 3:] == 0).all() if per_token else True
     if spec.policy_update == "natural":
         return  # TRPO's update is trpo_step (tested in test_rl_trpo.py)
     mb = {"completion_mask": b["mask"], "old_logprobs": b["old"], "advantages": adv["advantages"],
@@ -49,7 +50,8 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     assert b["logits"].grad is not None and b["logits"].grad.abs().sum() > 0
     assert "entropy" in stats and "policy_loss" in stats
     assert ("value_loss" in stats) == spec.uses_critic
-    assert ("clip_fraction" in stats) == (spec.policy_update == "clipped")
+    assert ("clip_fraction" in stats) == (spec.policy_update == "clipped" and spec.loss != "cispo")
+    assert ("is_clip_share" in stats) == (spec.loss == "cispo")  # CISPO clips weights, never drops a token
     # KL goes to the loss only when it is not in the reward; "kl" stays the controller's k1 KL.
     # (online_dpo: the reference is inside the DPO pair weights, never a KL term.)
     assert ("kl_loss" in stats) == (not kl_in_reward and name != "online_dpo")

@@ -113,3 +113,24 @@ def test_reward_model_scores(tmp_path, tiny_model_dir):
     assert len(out["rewards"]) == 2 and all(isinstance(x, float) for x in out["rewards"])
     with pytest.raises(ConfigError, match="not a model directory"):
         parse_reward_specs([{"type": "model", "path": str(tmp_path)}], "k")
+
+
+def test_reward_actor_sums_any_term_and_masks_its_failures():
+    """A term is anything with label, weight and score(): the actor sums it with the rules, fills a
+    failed row with the mean of the others, masks it, and adds its books up across calls."""
+    from fnsft.rl.reward_terms import TermScores, TermStats
+
+    class Counting:
+        label, weight = "length", 0.5
+
+        def score(self, prompts, completions, columns):
+            failed = [c == "" for c in completions]
+            return TermScores([float(len(c)) for c in completions], failed, TermStats(calls=1, rows=len(completions)))
+
+    actor = RewardActor(parse_reward_specs([{"type": "regex", "pattern": "a"}], "k"), terms=[Counting()])
+    out = actor.score(["p"] * 3, ["a", "", "bbb"])
+    assert out["components"] == {"regex": [1.0, 0.0, 0.0], "length": [1.0, 2.0, 3.0]}
+    assert out["masked"] == [False, True, False] and out["rewards"] == [1.5, 1.0, 1.5]
+    assert out["metrics"] == {"length/calls": 1.0, "length/rows": 3.0}
+    actor.score(["p"], ["a"])
+    assert actor.term_totals()["length"] == {"calls": 2, "rows": 4}

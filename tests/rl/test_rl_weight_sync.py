@@ -7,7 +7,7 @@ import torch
 from fnsft.actors.generation import GenerationActor
 from fnsft.actors.serving import push_policy_weights
 from fnsft.actors.group import ActorGroup, RoleResources
-from fnsft.actors.modeling import policy_weights, weights_checksum
+from fnsft.models.weights import policy_weights, weights_checksum
 from fnsft.models.handle import ModelHandle
 from fnsft.models.weights import numpy_to_state_dict
 
@@ -24,7 +24,7 @@ def _perturb(model, seed: int) -> None:
 
 
 def _greedy(model, tokenizer, prompts):
-    from fnsft.actors.modeling import cut_at_eos, encode_prompts, eos_token_ids, pad_sequences
+    from fnsft.models.tokens import cut_at_eos, encode_prompts, eos_token_ids, pad_sequences
 
     ids, mask = pad_sequences(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id, "left")
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Completions that repeat a prompt are scored with one pass over it (fnsft.actors.shared_prompt):
+"""Completions that repeat a prompt are scored with one pass over it (fnsft.models.shared_prompt):
 the same log-probs, entropies and gradients as one full pass per row, with fewer positions run."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _group_batch(groups: int = 3, per: int = 3, P: int = 7, C: int = 6):
 
 
 def _score(model, batch, share: bool, counter: list):
-    from fnsft.actors.modeling import completion_forward
+    from fnsft.models.forward import completion_forward
 
     model.zero_grad()
     handle = model.register_forward_pre_hook(lambda m, a, kw: counter.append(kw["input_ids"].numel()),
@@ -76,7 +76,7 @@ def test_shared_prompt_pass_gives_the_full_pass_results(lora):
 
 
 def test_distinct_prompts_and_critics_keep_the_single_pass():
-    from fnsft.actors.modeling import ValueHead, completion_forward
+    from fnsft.models.forward import ValueHead, completion_forward
 
     model = _model()
     batch = _group_batch(groups=4, per=1)
@@ -91,7 +91,7 @@ def test_distinct_prompts_and_critics_keep_the_single_pass():
 
 def test_linear_attention_layers_keep_the_single_pass():
     """A hybrid model's linear-attention cache is a running state, updated in place: no sharing."""
-    from fnsft.actors.shared_prompt import can_share
+    from fnsft.models.shared_prompt import can_share
 
     model, batch = _model(), _group_batch()
     assert can_share(model, batch)

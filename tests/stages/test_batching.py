@@ -1,6 +1,6 @@
-"""Default batching (fnsft.distributed.batching): less padding, the same per-example losses.
+"""Default batching (fnsft.workers.hf.batching): less padding, the same per-example losses.
 
-The stages' own trainer builders run in this process on the tiny model (no Ray): the default
+The stages' own trainer factories run in this process on the tiny model (no Ray): the default
 batches (length-grouped on CPU) must give every example exactly the loss it gets in a
 random-order padded batch, and must carry far less padding. Padding-free batches (the default
 on a GPU with FlashAttention, an override elsewhere) are checked the same way.
@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from fnsft.distributed.batching import Batching, choose_batching, flash_attention_available
+from fnsft.workers.hf.batching import Batching, choose_batching, flash_attention_available
 from fnsft.errors import ConfigError
 from fnsft.pipeline.plan import build_plan, describe_plan
 from fnsft.testing import EXAMPLES, TINY
@@ -77,11 +77,11 @@ def test_cot_distillation_keeps_random_order_unless_asked(tmp_path):
     assert choose_batching(None, None, on_gpu=True, flash=True, random_order_reason="x").padding_free  # GPU: no padding
 
 
-# Trainers built by the stages' builders, in this process ------------------------------------
+# Trainers built by the stages' trainer factories, in this process ---------------------------
 def _job(stage_config, batching: Batching, tiny_model_dir: str):
     from fnsft.models.handle import ModelHandle
 
-    return types.SimpleNamespace(stage_config=stage_config, extra={"batching": batching}, data={"train": None},
+    return types.SimpleNamespace(stage_config=stage_config, batching=batching, data={"train": None},
                                  use_gpu=False, deepspeed=None, model=ModelHandle(source=tiny_model_dir))
 
 
@@ -89,7 +89,7 @@ def _trainer(tmp_path, stage: str, batching: Batching, tiny_model_dir: str, on_g
     import torch
     from datasets import Dataset
 
-    from fnsft.distributed.hf_worker import common_training_args, import_string
+    from fnsft.workers.hf.args import common_training_args
     from fnsft.models.loading import load_tokenizer
 
     plan = _plan(tmp_path, stage, per_device_train_batch_size=8, max_length=96, seed=3,
@@ -107,9 +107,8 @@ def _trainer(tmp_path, stage: str, batching: Batching, tiny_model_dir: str, on_g
         model = model.cuda()
     if batching.attn_implementation:
         model.set_attn_implementation(batching.attn_implementation)
-    build = import_string(st.builder)
-    return build(job=job, model=model, tokenizer=tok, train_dataset=Dataset.from_list(data["train"]),
-                 eval_dataset=None, args=args, peft_config=None)
+    return st.trainer.build(job=job, model=model, tokenizer=tok, train_dataset=Dataset.from_list(data["train"]),
+                            eval_dataset=None, args=args, peft_config=None)
 
 
 def _token_logps(model, batch):

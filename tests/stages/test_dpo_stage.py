@@ -202,11 +202,11 @@ def _trainer(tmp_path, tokenizer, rows, model_dir=None, **dpo):
     import torch
     from datasets import Dataset
 
-    from fnsft.distributed.hf_worker import common_training_args
+    from fnsft.workers.hf.args import common_training_args
     from fnsft.models.builtin import materialize_builtin
     from fnsft.models.handle import ModelHandle
     from fnsft.models.loading import lora_config
-    from fnsft.distributed.dpo_trainer import build_dpo_trainer
+    from fnsft.workers.hf.dpo_trainer import build_dpo_trainer
 
     stage = _stage(tmp_path, **dpo)
     c = stage.config
@@ -248,7 +248,8 @@ def test_loss_matches_its_formula(tmp_path, tokenizer, loss_type, settings):
     batch = trainer.data_collator([trainer.train_dataset[0]])
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, batch).item()
-    m = {k: v[-1] for k, v in trainer._metrics["eval"].items()}
+    trainer.log({})  # one batch: the logged means are that batch's values
+    m = {k[5:]: v for k, v in trainer.state.log_history[-1].items() if k.startswith("eval_")}
     config = _stage(tmp_path, loss_type=loss_type, **settings).config
     beta = effective_beta(config)
     assert beta == trainer.beta
@@ -271,9 +272,20 @@ def test_loss_matches_its_formula(tmp_path, tokenizer, loss_type, settings):
         expected = (delta - 1 / (2 * beta)) ** 2
     assert loss == pytest.approx(expected, rel=1e-4, abs=1e-6)
     if loss_type != "simpo":  # the KL-style log-ratio is logged beside the rewards
-        trainer.log({})
-        last = trainer.state.log_history[-1]
-        assert last["eval_logratios/chosen"] == pytest.approx(m["rewards/chosen"] / beta, rel=1e-5)
+        assert m["logratios/chosen"] == pytest.approx(m["rewards/chosen"] / beta, rel=1e-5)
+    else:
+        assert "logratios/chosen" not in m
+
+
+def test_evaluation_before_training_names_its_metrics(tmp_path, tokenizer):
+    """The worker's evaluation before training asks for before_eval_*: TRL's own metrics too."""
+    rows = _one_pair_rows(tmp_path, tokenizer)
+    trainer = _trainer(tmp_path, tokenizer, {"train": rows["train"], "eval": rows["train"]})
+    before = trainer.evaluate(metric_key_prefix="before_eval")
+    assert {"before_eval_loss", "before_eval_rewards/accuracies", "before_eval_logratios/chosen"} <= set(before)
+    assert not [k for k in before if k.startswith("eval_")], before
+    after = trainer.evaluate()
+    assert {"eval_loss", "eval_rewards/accuracies", "eval_logratios/chosen"} <= set(after)
 
 
 def _completion_tokens(batch):

@@ -1,4 +1,4 @@
-"""TRL's fused LM head, compacted on CPU (fnsft.distributed.lm_head): it projects only the
+"""TRL's fused LM head, compacted on CPU (fnsft.compat.trl.compact_lm_head_on_cpu): it projects only the
 labelled positions, and every per-token output, the loss and every gradient stay what TRL's
 all-positions path gives."""
 
@@ -41,7 +41,7 @@ def test_cpu_scores_only_labelled_positions_with_identical_results(monkeypatch):
     import trl.kernels.chunked_logprob as kernels
     import trl.trainer.utils as trl_utils
 
-    from fnsft.distributed.lm_head import compact_labelled_positions
+    from fnsft.compat.trl import compact_lm_head_on_cpu
 
     rows: list[int] = []
     function = trl_utils._ChunkedLogProbFunction
@@ -59,7 +59,7 @@ def test_cpu_scores_only_labelled_positions_with_identical_results(monkeypatch):
     every = batch["labels"][:, 1:].numel()
 
     before, grads_before = _run(model, batch)
-    assert compact_labelled_positions() and compact_labelled_positions()  # idempotent
+    assert compact_lm_head_on_cpu() and compact_lm_head_on_cpu()  # idempotent
     after, grads_after = _run(model, batch)
 
     assert rows == [every, labelled] and labelled < every / 2

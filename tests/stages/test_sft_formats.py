@@ -33,7 +33,7 @@ def tokenizer():
 ])
 def test_format_detected_and_prepared(tmp_path, tokenizer, name, fmt):
     stage = _stage(tmp_path, os.path.join(FORMATS, name))
-    assert stage._format == fmt
+    assert stage.data_format() == fmt
     data, info = stage.prepare_data(tokenizer)
     assert info["dataset_format"] == fmt
     rows = data["train"]
@@ -79,3 +79,13 @@ def test_truncation_is_counted(tmp_path, tokenizer):
     stage = _stage(tmp_path, os.path.join(EXAMPLES, "sample_data.jsonl"), max_length=16)
     _, info = stage.prepare_data(tokenizer)
     assert info["truncated_examples"] > 0
+
+
+def test_plan_and_chat_need_read_the_data_whether_or_not_validation_ran(tmp_path):
+    """The format comes from the data's first rows each time it is asked, not from validation's leftovers."""
+    planned = build_plan(data=tiny_sft_config(tmp_path / "o", dataset_name_or_path=os.path.join(
+        FORMATS, "messages.jsonl"), eval_split=0)).stages[0]
+    fresh = type(planned.stage)(planned.config, planned.stage.pipeline_config)  # never validated
+    assert fresh.data_format() == "messages" and fresh.needs_chat_template()
+    assert fresh.describe_plan() == planned.stage.describe_plan()
+    assert "detected at run time" not in fresh.describe_plan()["data"]

@@ -1,7 +1,7 @@
 """Under ZeRO-3 no rank builds a full copy of the model before partitioning (no Ray needed).
 
 A one-rank gloo process group stands in for a Train worker: with the HF DeepSpeed config kept
-alive as the worker does (:func:`fnsft.distributed.worker_stats.zero3_init`), the model is
+alive as the worker does (:func:`fnsft.workers.stats.zero3_init`), the model is
 built partitioned both from a folder (``from_pretrained``) and from handed-over weights
 (:func:`fnsft.models.handle._load_into_zero3`), and the partitions hold the right weights.
 """
@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent("""
     dist.init_process_group("gloo", rank=0, world_size=1)
     import deepspeed
     from transformers import AutoConfig, AutoModelForCausalLM
-    from fnsft.distributed.deepspeed_config import build_deepspeed_config
-    from fnsft.distributed.worker_stats import zero3_init, zero3_load_stats
+    from fnsft.runtime.deepspeed_config import build_deepspeed_config
+    from fnsft.workers.stats import zero3_init, zero3_load_stats
     from fnsft.models.handle import _load_into_zero3
 
     model_dir, out = sys.argv[1], sys.argv[2]

@@ -16,6 +16,8 @@ from fnsft.testing import REPO
 
 CLUSTER = os.path.join(REPO, "cluster")
 YAMLS = sorted(glob.glob(os.path.join(CLUSTER, "*.yaml")))
+FAKE = os.path.join(CLUSTER, "fake_multinode.yaml")  # for tests: `ray start --autoscaling-config` only
+LAUNCHED = [p for p in YAMLS if p != FAKE]  # what `ray up` launches
 SCHEMA_PATH = os.path.join(os.path.dirname(ray.autoscaler.__file__), "ray-schema.json")
 
 
@@ -41,7 +43,7 @@ def test_cluster_yaml_passes_rays_schema(path):
     jsonschema.validate(config, _schema())
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=os.path.basename)
+@pytest.mark.parametrize("path", LAUNCHED, ids=os.path.basename)
 def test_cluster_yaml_passes_rays_own_launcher_checks(path):
     """What `ray up` does before it talks to a cloud: fill defaults, then validate."""
     from ray.autoscaler._private.util import prepare_config, validate_config
@@ -49,7 +51,7 @@ def test_cluster_yaml_passes_rays_own_launcher_checks(path):
     validate_config(prepare_config(_load(path)))
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=os.path.basename)
+@pytest.mark.parametrize("path", LAUNCHED, ids=os.path.basename)
 def test_cluster_yaml_has_a_cpu_head_gpu_workers_and_installs_fnsft(path):
     config = _load(path)
     text = open(path).read()
@@ -121,3 +123,23 @@ def test_local_provider_rejects_node_types():
     jsonschema.validate(config, _schema())  # the schema alone does not catch it ...
     with pytest.raises(Exception, match="available_node_types is not supported"):  # ... `ray up` does
         prepare_config(config)
+
+
+def test_fake_cluster_yaml_mirrors_aws_node_types_with_small_cpu_nodes():
+    """cluster/fake_multinode.yaml: what the autoscaler reads (its defaults file is not shipped
+    in Ray's wheel, so the launcher's `prepare_config` cannot run; `validate_config` can)."""
+    from ray.autoscaler._private.util import validate_config
+
+    config, aws = _load(FAKE), _load(_aws())
+    validate_config(config)
+    assert config["provider"]["type"] == "fake_multinode"
+    assert config["provider"]["disable_node_updaters"] and config["provider"]["use_node_id_as_ip"]
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0} and head["max_workers"] == 0  # trains nothing
+    workers = {n: t for n, t in types.items() if n != config["head_node_type"]}
+    assert len(workers) == len(aws["available_node_types"]) - 1
+    assert all(t["resources"].get("GPU", 0) == 0 and 1 <= t["resources"]["CPU"] <= 2 for t in workers.values())
+    assert all(t["min_workers"] == 0 for t in workers.values())  # no worker nodes at start
+    assert config["max_workers"] <= 4 and config["idle_timeout_minutes"] <= 1
+    assert "RAY_FAKE_CLUSTER=1" in open(FAKE).read()  # the header says how to run it
