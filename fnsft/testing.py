@@ -42,6 +42,33 @@ def run_cli(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProce
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def run_cli_each(argvs: list[list[str]], cwd=None, timeout=300) -> list[dict]:
+    """Run ``fnsft-pipeline`` once per argv in one fresh interpreter (one start-up for many light
+    runs such as ``--dry_run``); each run's ``rc``, ``stdout``, ``stderr`` and ``ray_imported``."""
+    import json
+
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from fnsft.cli import pipeline_main\n"
+        "results = []\n"
+        f"for argv in {argvs!r}:\n"
+        "    out, err = io.StringIO(), io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        "            rc = pipeline_main(argv)\n"
+        "        except SystemExit as e:\n"
+        "            rc = e.code\n"
+        "    results.append({'rc': rc, 'stdout': out.getvalue(), 'stderr': err.getvalue(),\n"
+        "                    'ray_imported': 'ray' in sys.modules})\n"
+        "print('FNSFT_RESULTS=' + json.dumps(results))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env=dict(os.environ), timeout=timeout)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("FNSFT_RESULTS=")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(line[-1][len("FNSFT_RESULTS="):])
+
+
 def registered_checkpoints(storage_dir: str, run_prefix: str) -> list[str]:
     """Checkpoint directory names Ray Train's controller has registered for runs ``<run_prefix>-*``.
 

@@ -89,7 +89,7 @@ class ModelServer:
         from fnsft.models.loading import resolve_torch_dtype
         from fnsft.utils.console import quiet_libraries
 
-        quiet_libraries()
+        quiet_libraries(datasets=False)
         self.replica = replica
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_torch_dtype(dtype, self.device.type == "cuda", model)

@@ -116,6 +116,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_dpo_trainer_outside_range_runs_trls_own_steps(tmp_path):
     pytest.importorskip("trl")
     env = {**os.environ, "PYTHONPATH": ROOT}

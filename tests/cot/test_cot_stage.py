@@ -77,6 +77,7 @@ def test_guide_example2_reasoning_pipeline(tmp_path, ray_session):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI: the two tests above (the same stage and teacher path)
 def test_tiny_student_learns_two_task_format(tmp_path, ray_session):
     """output_format: two_task (distilling step-by-step): each kept rationale makes a
     ``[rationale] q`` and an ``[answer] q`` example; the student is asked ``[answer] q`` and its

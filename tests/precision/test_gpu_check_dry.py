@@ -25,6 +25,7 @@ def test_unknown_run_name_is_one_line_error(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # the script itself runs on a GPU machine (scripts/gpu_check.sh)
 def test_dry_run_prints_json_with_movement(ray_session, capsys, tmp_path):
     out = tmp_path / "check.json"
     rc = _gpu_check().main(["--dry", "--only", "sft_full,ppo", "--out", str(out)])

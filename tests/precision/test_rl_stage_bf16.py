@@ -11,6 +11,7 @@ from fnsft.testing import EXAMPLES, TINY
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI: bf16 autocast and float32 master weights in tests/precision (torch only)
 def test_ppo_stage_runs_in_bfloat16(tmp_path, ray_session):
     from fnsft.pipeline import Pipeline
 

@@ -84,6 +84,7 @@ def test_tune_trials_that_cannot_fit_fail_before_the_sweep(tmp_path, ray_session
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1200)
 def test_rl_with_default_resources_runs_on_this_machine_despite_a_stale_cluster_file(tmp_path):
     # A `ray start` killed with SIGKILL leaves its address in <ray temp>/ray_current_cluster;

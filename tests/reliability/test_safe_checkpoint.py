@@ -57,9 +57,10 @@ def test_deepspeed_and_trainer_checkpoints_pass(tmp_path):
         import deepspeed
         for stage in (0, 2, 3):
             m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
-            cfg = {{"train_micro_batch_size_per_gpu": 1, "optimizer": {{"type": "AdamW", "params": {{"lr": 1e-3}}}},
+            # a torch optimizer, as fnsft's workers pass one (Trainer's AdamW; zero_allow_untested_optimizer)
+            cfg = {{"train_micro_batch_size_per_gpu": 1, "zero_allow_untested_optimizer": True,
                    "zero_optimization": {{"stage": stage}}}}
-            eng, *_ = deepspeed.initialize(model=m, model_parameters=m.parameters(), config=cfg)
+            eng, *_ = deepspeed.initialize(model=m, optimizer=torch.optim.AdamW(m.parameters(), lr=1e-3), config=cfg)
             eng.backward(eng(torch.randn(1, 4)).sum()); eng.step()
             eng.save_checkpoint(r"{tmp_path}/ds{{}}".format(stage), tag="state", client_state={{"it": 3}})
         import numpy as np, random

@@ -32,6 +32,7 @@ def test_wandb_defaults_last_for_one_run(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI: test_wandb_defaults_last_for_one_run and the MLflow runs of tests/report/test_report_e2e.py
 def test_wandb_offline_one_run_per_stage_grouped(tmp_path, ray_session, monkeypatch):
     wandb_dir = tmp_path / "wandb_files"
     wandb_dir.mkdir()

@@ -58,7 +58,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("algorithm", list(CASES))
+# CI runs one case per distinct code path; dr_grpo (GRPO's loss, other normalisation: unit-tested
+# in tests/rl) and reinforce_pp_baseline (reinforce_pp's path) run with FNSFT_LONG_TESTS=1.
+LONG = {"dr_grpo", "reinforce_pp_baseline"}
+
+
+@pytest.mark.parametrize("algorithm", [pytest.param(a, marks=pytest.mark.long) if a in LONG else a for a in CASES])
 def test_family_algorithm_learns(ray_session, tmp_path, algorithm):
     rl, top, stats, strategy = CASES[algorithm]
     metrics, history = _run(tmp_path, algorithm, top=top, **rl)
@@ -77,6 +82,7 @@ def test_family_algorithm_learns(ray_session, tmp_path, algorithm):
         assert metrics["reference"] == "actor"
 
 
+@pytest.mark.long  # CI: test_rl_stage_learning's LoRA test (the same sync path under GRPO's loss)
 def test_cispo_with_lora_syncs_adapters(ray_session, tmp_path):
     """LoRA mechanics under the family's loss (no learning claim: see test_rl_stage_learning's LoRA test)."""
     metrics, history = _run(tmp_path, "cispo", num_iterations=4, use_peft=True, lora_r=8, lora_alpha=16,

@@ -274,6 +274,7 @@ def test_sft_learning_rate_sweep_with_asha_then_best_config_runs(tmp_path, ray_s
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI: the ASHA sweep above (the same trial runner, on the first stage)
 def test_sweep_of_a_later_stage_reuses_the_finished_sft(tmp_path, ray_session, capsys):
     out = tmp_path / "run"
     plugin = tmp_path / "score_stage.py"
