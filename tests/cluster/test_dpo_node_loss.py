@@ -17,7 +17,7 @@ import yaml
 
 from fnsft.testing import EXAMPLES, REPO, TINY, registered_checkpoints, start_pipeline
 
-pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(1500)]  # CI: the SFT node-loss test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 STEPS, SAVE = 24, 6
 

@@ -87,7 +87,6 @@ def _history(summary) -> list[dict]:
         return json.load(f)
 
 
-@pytest.mark.long  # CI: the SFT node-loss test and tests/rl/test_rl_checkpoint.py (a killed RL worker)
 def test_rl_survives_losing_the_train_workers_node(tmp_path, sim_cluster):
     lost, worker, summary, log = _run_losing(tmp_path, sim_cluster, lose_worker_node=True)
     rl = summary["stages"]["rl"]
