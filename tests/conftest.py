@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked ``long`` run only with FNSFT_LONG_TESTS=1 (the CI suite stays near 45 min)."""
     if os.environ.get("FNSFT_LONG_TESTS") == "1":
         return
-    skip = pytest.mark.skip(reason="variant of a CI test; set FNSFT_LONG_TESTS=1")
+    skip = pytest.mark.skip(reason="marked long (a variant of a CI test, or minutes on SmolLM2); set FNSFT_LONG_TESTS=1")
     for item in items:
         if "long" in item.keywords:
             item.add_marker(skip)

@@ -31,7 +31,7 @@ def test_sft_rlaif_config_validates(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FNSFT_LONG_TESTS") != "1", reason="minutes on CPU; set FNSFT_LONG_TESTS=1")
+@pytest.mark.long  # SmolLM2, minutes on CPU
 def test_sft_then_rlaif_reports_a_win_rate(tmp_path, monkeypatch):
     from fnsft.models.builtin import smollm2_gguf_dir
     from fnsft.pipeline.driver import Pipeline

@@ -31,7 +31,7 @@ def test_rl_configs_validate(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("FNSFT_LONG_TESTS") != "1", reason="≈12 min on CPU; set FNSFT_LONG_TESTS=1")
+@pytest.mark.long  # SmolLM2, ≈12 min on CPU
 def test_sft_then_rl_reward_rises(tmp_path, monkeypatch):
     from fnsft.models.builtin import smollm2_gguf_dir
     from fnsft.pipeline.driver import Pipeline
