@@ -44,6 +44,56 @@ class SimCluster:
         self.cluster.shutdown()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
+    @staticmethod
+    def node_of(stage_dir: str, rank: int = 0):
+        """The node id Train worker ``rank`` of a stage recorded (``.worker<rank>.node``), or None yet."""
+        try:
+            return open(os.path.join(stage_dir, f".worker{rank}.node")).read().strip() or None
+        except OSError:
+            return None
+
+    def second_worker_node(self, stage_dir: str):
+        """Worker 1's node, once both workers of a 2-worker SPREAD stage recorded theirs (distinct)."""
+        lost = self.node_of(stage_dir, 1)
+        if lost:
+            assert len({self.node_of(stage_dir, 0), lost}) == 2, "SPREAD placed both workers on one node"
+        return lost
+
+    def run_losing_a_node(self, cfg: dict, tmp_path, stage: str, pick, timeout_s: float = 900,
+                          finish_s: float = 1200) -> tuple[str, str]:
+        """Run ``cfg`` in its own driver process (as ``fnsft-pipeline``); once ``stage`` has a
+        registered checkpoint and ``pick(stage_dir)`` names a node, lose that node and add a fresh
+        one, as an autoscaler would. Returns (the lost node id, the driver's log); the run must exit 0."""
+        import yaml
+
+        from fnsft.testing import REPO, registered_checkpoints, start_pipeline
+
+        out = str(cfg["output_dir"])
+        path = tmp_path / "run.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        log = tmp_path / "driver.log"
+        proc = start_pipeline(path, log, {"PYTHONPATH": REPO, "RAY_ADDRESS": ""})
+        stage_dir = os.path.join(out, f"01_{stage}")
+        lost = None
+        try:
+            deadline = time.time() + timeout_s
+            while time.time() < deadline and proc.poll() is None:
+                if registered_checkpoints(os.path.join(out, "ray_train"), stage):
+                    lost = pick(stage_dir)
+                    if lost:
+                        self.remove(lost)
+                        self.add_worker()
+                        break
+                time.sleep(0.2)
+            assert lost, f"no checkpoint before the run ended:\n{log.read_text()[-4000:]}"
+            rc = proc.wait(timeout=finish_s)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        text = log.read_text()
+        assert rc == 0, text[-6000:]
+        return lost, text
+
 
 @contextlib.contextmanager
 def node_env(env: dict):

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
-import yaml
 
-from fnsft.testing import EXAMPLES, REPO, TINY, registered_checkpoints, start_pipeline
+from fnsft.testing import EXAMPLES, TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 STEPS, SAVE = 24, 6
-
-
-def _node_of(stage_dir: str, rank: int):
-    try:
-        return open(os.path.join(stage_dir, f".worker{rank}.node")).read().strip() or None
-    except OSError:
-        return None
 
 
 def test_dpo_survives_a_lost_worker_node(tmp_path, sim_cluster):
@@ -37,30 +28,8 @@ def test_dpo_survives_a_lost_worker_node(tmp_path, sim_cluster):
     cfg = {"model_name_or_path": TINY, "output_dir": str(out), "stages": ["dpo"],
            "resources": {"num_workers": 2, "cpus_per_worker": 1, "placement_strategy": "SPREAD", "max_failures": 2},
            "deepspeed": {"zero_stage": 2}, "ray": {"address": sim_cluster.address}, "stage_configs": {"dpo": stage}}
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    log = tmp_path / "driver.log"
-    proc = start_pipeline(path, log, {"PYTHONPATH": REPO, "RAY_ADDRESS": ""})
-    stage_dir = os.path.join(out, "01_dpo")
-    try:
-        deadline = time.time() + 900
-        lost = None
-        while time.time() < deadline and proc.poll() is None:
-            if registered_checkpoints(os.path.join(out, "ray_train"), "dpo"):
-                lost = _node_of(stage_dir, 1)
-                if lost:
-                    assert len({_node_of(stage_dir, 0), lost}) == 2, "SPREAD placed both workers on one node"
-                    sim_cluster.remove(lost)
-                    sim_cluster.add_worker()  # a fresh node joins, as an autoscaler would bring one
-                    break
-            time.sleep(0.2)
-        assert lost, f"no checkpoint before the run ended:\n{log.read_text()[-4000:]}"
-        rc = proc.wait(timeout=1200)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
-    assert rc == 0, text[-6000:]
+
+    lost, text = sim_cluster.run_losing_a_node(cfg, tmp_path, "dpo", sim_cluster.second_worker_node, finish_s=1200)
     assert "ActorDiedError" not in text
     dpo = json.loads((out / "pipeline_summary.json").read_text())["stages"]["dpo"]
     metrics = dpo["metrics"]

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
-import yaml
 
-from fnsft.testing import EXAMPLES, REPO, TINY, registered_checkpoints, start_pipeline
+from fnsft.testing import EXAMPLES, TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -43,43 +41,22 @@ def _config(out, sim_cluster) -> dict:
             "ray": {"address": sim_cluster.address}, "stage_configs": {"rl": stage}}
 
 
-def _worker_node(stage_dir: str):
-    try:
-        return open(os.path.join(stage_dir, ".worker0.node")).read().strip() or None
-    except OSError:
-        return None
-
-
 def _run_losing(tmp_path, sim_cluster, lose_worker_node: bool):
     """Run the stage; after its first checkpoint, lose the worker's (or the other) node and add
     a fresh one. Returns (the lost node id, the worker's node then, the summary, the driver log)."""
     out = tmp_path / "out"
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(_config(out, sim_cluster)))
-    log = tmp_path / "driver.log"
-    proc = start_pipeline(path, log, {"PYTHONPATH": REPO, "RAY_ADDRESS": ""})
-    stage_dir = os.path.join(out, "01_rl")
-    lost = worker = None
-    try:
-        deadline = time.time() + 900
-        while time.time() < deadline and proc.poll() is None:
-            worker = _worker_node(stage_dir)
-            if worker and registered_checkpoints(os.path.join(out, "ray_train"), "rl"):
-                others = [n.node_id for n in sim_cluster.cluster.worker_nodes if n.node_id != worker]
-                assert len(others) == 1, others
-                lost = worker if lose_worker_node else others[0]
-                sim_cluster.remove(lost)
-                sim_cluster.add_worker()  # a fresh node joins, as an autoscaler would bring one
-                break
-            time.sleep(0.2)
-        assert lost, f"no checkpoint before the run ended:\n{log.read_text()[-4000:]}"
-        rc = proc.wait(timeout=1200)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    text = log.read_text()
-    assert rc == 0, text[-6000:]
-    return lost, worker, json.loads((out / "pipeline_summary.json").read_text()), text
+    seen = {}
+
+    def pick(stage_dir):
+        seen["worker"] = worker = sim_cluster.node_of(stage_dir, 0)
+        if not worker:
+            return None
+        others = [n.node_id for n in sim_cluster.cluster.worker_nodes if n.node_id != worker]
+        assert len(others) == 1, others
+        return worker if lose_worker_node else others[0]
+
+    lost, text = sim_cluster.run_losing_a_node(_config(out, sim_cluster), tmp_path, "rl", pick)
+    return lost, seen["worker"], json.loads((out / "pipeline_summary.json").read_text()), text
 
 
 def _history(summary) -> list[dict]:
