@@ -42,6 +42,50 @@ def run_cli(*args, cwd=None, env=None, timeout=120) -> subprocess.CompletedProce
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def tiny_rl_run(output_dir, algorithm: str, top: dict | None = None, **rl) -> tuple[dict, list[dict], dict]:
+    """One RL stage on the tiny model learning the share of {t, h, e} characters in its answers
+    (dense; a random policy scores ≈0.16), 20 iterations; ``rl``: stage keys, ``top``: top-level.
+    Returns (the stage's metrics, its ``rl_history``, the stage's summary entry)."""
+    import json
+
+    from fnsft.pipeline.driver import Pipeline
+
+    stage = {
+        "dataset_name_or_path": os.path.join(EXAMPLES, "arithmetic", "train.jsonl"), "algorithm": algorithm,
+        "num_iterations": 20, "prompts_per_iteration": 8, "num_generations": 4, "max_new_tokens": 10,
+        "learning_rate": 3e-3, "kl_coef": 0.01, "rewards": [{"type": "target_chars", "chars": "the"}],
+        "report_to": ["none"], "save_intermediate": False, "verify_weight_sync": True, "logging_steps": 100,
+        "generation": {"num_cpus": 1}, "reward": {"num_cpus": 0.25}, "reference": {"num_cpus": 0.5},
+    }
+    stage.update(rl)
+    cfg = {"model_name_or_path": TINY, "output_dir": str(output_dir), "stages": ["rl"],
+           "resources": {"num_workers": 1}, "deepspeed": {"zero_stage": 2}, "stage_configs": {"rl": stage}}
+    cfg.update(top or {})
+    out = Pipeline.from_dict(cfg).run()["stages"]["rl"]
+    with open(out["artifacts"]["rl_history"]) as f:
+        return out["metrics"], json.load(f), out
+
+
+def version_after_restart(actor, timeout_s: float = 120):
+    """A restarted role actor's ``weights_version()``: ``ray.kill`` returns before the process is
+    gone, so the old process may still answer and a call may land in the restart window
+    (ActorUnavailableError); ask until the new process answers or ``timeout_s`` passes."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            version = ray.get(actor.weights_version.remote())
+            if version["restarted"] or time.monotonic() > deadline:
+                return version
+        except ray.exceptions.ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def run_cli_each(argvs: list[list[str]], cwd=None, timeout=300) -> list[dict]:
     """Run ``fnsft-pipeline`` once per argv in one fresh interpreter (one start-up for many light
     runs such as ``--dry_run``); each run's ``rc``, ``stdout``, ``stderr`` and ``ray_imported``."""

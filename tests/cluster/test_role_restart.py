@@ -16,6 +16,7 @@ from fnsft.actors.group import ActorGroup, RoleResources
 from fnsft.actors.roles import Roles
 from fnsft.actors.serving import StaleWeightsError, WeightPusher
 from fnsft.models.handle import ModelHandle
+from fnsft.testing import version_after_restart
 from fnsft.workers.rl.recovery import rollout_with_recovery
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -32,24 +33,6 @@ def _greedy(model, tokenizer, prompts):
                              max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
     eos = eos_token_ids(model, tokenizer)
     return [cut_at_eos(r, eos, tokenizer.pad_token_id) for r in out[:, ids.shape[1]:].tolist()]
-
-
-def _version_after_restart(actor, timeout_s=120):
-    """``ray.kill`` returns before the process is gone: the old process may still answer ``ready``
-    and a call may land in the restart window (ActorUnavailableError). Ask until the new process
-    answers."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            version = ray.get(actor.weights_version.remote())
-            if version["restarted"] or time.monotonic() > deadline:
-                return version
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.5)
 
 
 def test_restarted_generation_actor_gets_current_weights_before_it_samples(ray_session, tiny_model_dir):
@@ -72,7 +55,7 @@ def test_restarted_generation_actor_gets_current_weights_before_it_samples(ray_s
 
         ray.kill(group.actors[0], no_restart=False)  # the process dies; Ray restarts the actor
         group.wait_ready(120)
-        assert _version_after_restart(group.actors[0]) == {"replica": 0, "version": 0, "restarted": True}
+        assert version_after_restart(group.actors[0]) == {"replica": 0, "version": 0, "restarted": True}
         with pytest.raises(StaleWeightsError):  # it holds the handle's weights: it must not sample
             ray.get(group.actors[0].generate.remote(prompts, GREEDY))
 

@@ -9,35 +9,17 @@ in ``rl_history.json``. A last, short case covers LoRA (adapters synced, the ada
 as reference) under CISPO.
 """
 
-import json
-import os
-
 import pytest
 
-from fnsft.pipeline.driver import Pipeline
-from fnsft.testing import EXAMPLES, TINY
+from fnsft.testing import tiny_rl_run
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = os.path.join(EXAMPLES, "arithmetic", "train.jsonl")
 ZERO2_ENGINE = {"deepspeed": {"zero_stage": 2, "on_single_worker": True}}
 
 
 def _run(tmp_path, algorithm, top=None, **rl):
-    stage = {
-        "dataset_name_or_path": PROMPTS, "algorithm": algorithm, "num_iterations": 20,
-        "prompts_per_iteration": 8, "num_generations": 4, "max_new_tokens": 10, "learning_rate": 3e-3,
-        "kl_coef": 0.01, "rewards": [{"type": "target_chars", "chars": "the"}],
-        "report_to": ["none"], "save_intermediate": False, "verify_weight_sync": True, "logging_steps": 100,
-        "generation": {"num_cpus": 1}, "reward": {"num_cpus": 0.25}, "reference": {"num_cpus": 0.5},
-    }
-    stage.update(rl)
-    cfg = {"model_name_or_path": TINY, "output_dir": str(tmp_path / algorithm), "stages": ["rl"],
-           "resources": {"num_workers": 1}, "deepspeed": {"zero_stage": 2}, "stage_configs": {"rl": stage}}
-    cfg.update(top or {})
-    rl_out = Pipeline.from_dict(cfg).run()["stages"]["rl"]
-    with open(rl_out["artifacts"]["rl_history"]) as f:
-        return rl_out["metrics"], json.load(f)
+    return tiny_rl_run(tmp_path / algorithm, algorithm, top, **rl)[:2]
 
 
 # algorithm -> (extra stage keys, top-level keys, stats every iteration must carry, expected strategy)

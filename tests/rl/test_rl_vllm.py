@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from fnsft.testing import EXAMPLES
+from fnsft.testing import EXAMPLES, version_after_restart
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -43,24 +43,6 @@ def vllm_choice():
         if os.environ.get("CI"):
             pytest.fail(str(e))
         pytest.skip(str(e))
-
-
-def _version_after_restart(actor, timeout_s=300):
-    """``ray.kill`` returns before the process is gone: ask until the restarted one answers."""
-    import time
-
-    import ray
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            version = ray.get(actor.weights_version.remote())
-            if version["restarted"] or time.monotonic() > deadline:
-                return version
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.5)
 
 
 def test_grpo_on_vllm_learns_and_the_engine_holds_every_push(ray_session, vllm_choice, tmp_path):
@@ -144,7 +126,7 @@ def test_lora_push_changes_the_engine_and_a_killed_actor_comes_back_with_it(ray_
 
         ray.kill(group.actors[0], no_restart=False)  # the process (and its in-process engine) dies
         group.wait_ready(300)
-        assert _version_after_restart(group.actors[0]) == {"replica": 0, "version": 0, "restarted": True}
+        assert version_after_restart(group.actors[0], timeout_s=300) == {"replica": 0, "version": 0, "restarted": True}
         with pytest.raises(StaleWeightsError):  # holds the handle's weights: must not sample
             collect()
         out, rec = rollout_with_recovery(collect, Roles(generation=group), pusher, "rl", timeout_s=300)
