@@ -147,6 +147,15 @@ KEEP = ("train_tokens_per_second_steady", "useful_tokens_per_s_all_steps", "seco
         "startup_s", "stage_s", "train_s", "torch_threads", "worker_peak_rss_mb", "driver_peak_rss_mb", "batching")
 
 
+def spread(values) -> dict:
+    """Median, min and max of one figure over the rounds (what the README quotes)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
+            "max": round(max(values), 4), "n": len(values)}
+
+
 def run_alternating(sides: dict[str, Callable[[], dict]], rounds: int,
                     show: Callable[[dict], str]) -> tuple[dict[str, list[dict]], list[str]]:
     """Run each side ``rounds`` times, the order alternating each round (the first side first in
@@ -178,6 +187,7 @@ def alternate(sides: dict[str, Callable[[], dict]], rounds: int) -> dict:
     out = {"order": order}
     for name in names:
         out[name] = {"useful_tokens_per_s": median(name, "train_tokens_per_second_steady"),
+                     "useful_tokens_per_s_spread": spread(r.get("train_tokens_per_second_steady") for r in runs[name]),
                      "useful_tokens_per_s_all_steps": median(name, "useful_tokens_per_s_all_steps"),
                      "seconds_per_step": median(name, "seconds_per_step_steady"),
                      "runs": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()

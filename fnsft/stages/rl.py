@@ -371,8 +371,8 @@ class RLStage(TrainStage):
         if path:
             handle.source = path
         timings = {**out["timings"], "roles_startup_s": round(roles.startup_s, 2)}
-        metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), **out["metrics"],
-                   **{k.replace("/", "_"): v for k, v in totals.items()}}
+        metrics = {"prompts": len(rows), "eval_prompts": len(splits.get("eval", [])), "generation_engine": choice.engine,
+                   **out["metrics"], **{k.replace("/", "_"): v for k, v in totals.items()}}
         result = StageResult(model=handle, tokenizer=tokenizer, metrics=metrics, artifacts=out.get("artifacts", {}),
                              model_path=path, timings=timings)
         return self.finish(result, model, splits, rewards)

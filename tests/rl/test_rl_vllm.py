@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from fnsft.testing import EXAMPLES, version_after_restart
+from fnsft.testing import EXAMPLES, tiny_rl_run, version_after_restart
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -45,34 +45,26 @@ def vllm_choice():
         pytest.skip(str(e))
 
 
-def test_grpo_on_vllm_learns_and_the_engine_holds_every_push(ray_session, vllm_choice, tmp_path):
-    """GRPO with ``engine: vllm`` learns the dense rule reward as the HF engine does
-    (tests/rl/test_rl_stage_learning.py), every push reaches the engine, and the behaviour
-    log-probs vLLM returns agree with the learner's old log-probs (same weights, fp32)."""
-    from fnsft.pipeline.driver import Pipeline
-
-    stage = {
-        "dataset_name_or_path": os.path.join(EXAMPLES, "arithmetic", "train.jsonl"), "algorithm": "grpo",
-        "num_iterations": 20, "prompts_per_iteration": 8, "num_generations": 4, "max_new_tokens": 10,
-        "learning_rate": 3e-3, "kl_coef": 0.01, "rewards": [{"type": "target_chars", "chars": "the"}],
-        "report_to": ["none"], "save_intermediate": False, "verify_weight_sync": True, "logging_steps": 100,
-        "eval_dataset_path": os.path.join(EXAMPLES, "arithmetic", "eval.jsonl"),
-        "generation": {"num_cpus": 1, "num_gpus": _gpus(), "engine": "vllm"}, "reward": {"num_cpus": 0.25}, "reference": {"num_cpus": 0.5},
-    }
-    cfg = {"model_name_or_path": TINY_HD32, "output_dir": str(tmp_path / "grpo"), "stages": ["rl"],
-           "resources": {"num_workers": 1}, "deepspeed": {"enabled": False}, "stage_configs": {"rl": stage}}
-    summary = Pipeline.from_dict(cfg).run()
-    rl = summary["stages"]["rl"]
-    metrics = rl["metrics"]
-    with open(rl["artifacts"]["rl_history"]) as f:
-        history = json.load(f)
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_rl_on_vllm_learns_and_the_engine_holds_every_push(ray_session, vllm_choice, tmp_path, algorithm):
+    """GRPO and PPO (value model, GAE over the vLLM-sampled tokens) with ``engine: vllm`` learn the
+    dense rule reward as the HF engine does (tests/rl/test_rl_stage_learning.py), every push
+    reaches the engine, and the behaviour log-probs vLLM returns agree with the learner's old
+    log-probs (same weights, fp32)."""
+    metrics, history, _ = tiny_rl_run(
+        tmp_path / algorithm, algorithm, top={"model_name_or_path": TINY_HD32, "deepspeed": {"enabled": False}},
+        eval_dataset_path=os.path.join(EXAMPLES, "arithmetic", "eval.jsonl"),
+        generation={"num_cpus": 1, "num_gpus": _gpus(), "engine": "vllm"})
     start, end = metrics["reward_start"], metrics["reward_end"]
-    print(f"grpo on vLLM: reward {start:.3f} -> {end:.3f}; greedy held-out "
+    print(f"{algorithm} on vLLM: reward {start:.3f} -> {end:.3f}; greedy held-out "
           f"{metrics['eval_reward_start']:.3f} -> {metrics['eval_reward_end']:.3f}")
+    assert metrics["generation_engine"] == "vllm"
     assert end > start + 0.15, f"did not learn: reward {start:.3f} -> {end:.3f}"
     # Greedy completions (vLLM, temperature 0) of held-out prompts improved: the policy itself did.
     assert metrics["eval_reward_end"] > metrics["eval_reward_start"] + 0.15
     assert metrics["weight_sync_mismatches"] == 0  # every push: engine == pushed weights
+    if algorithm == "ppo":
+        assert all("value_loss" in h and "clip_fraction" in h for h in history)
     diffs = [h["rollout/logprob_diff_max"] for h in history]
     print(f"behaviour vs learner log-prob gap: max {max(diffs):.2e}, "
           f"mean {sum(h['rollout/logprob_diff_mean'] for h in history) / len(history):.2e}")
