@@ -262,10 +262,34 @@ def parse_throughput_args(argv, description: str, batch: int, steps_help: str, b
     p.add_argument("--steps", type=int, default=steps, help=steps_help)
     p.add_argument("--batch", type=int, default=batch, help=batch_help)
     p.add_argument("--max_length", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", nargs="+", default=["equal", "defaults", "zero2"])
     p.add_argument("--quick", action="store_true", help="the tiny model, few steps: checks the script runs")
     a = p.parse_args(argv)
     if a.quick:
         a.model, a.steps, a.batch, a.max_length = TINY, 5, 4, 64
     return a
+
+
+def trl_lm_head(compact: bool):
+    """A context manager: TRL's fused LM head inside it as fnsft's training workers run it
+    (``compact``: :func:`fnsft.compat.trl.compact_lm_head_on_cpu`, only labelled positions
+    projected on CPU, as ``fnsft.workers.hf.worker`` applies it) or as TRL ships it (all positions
+    on CPU); TRL's own choice is put back on exit, so one script can run both. Yields what the
+    head does, as fnsft's metric ``lm_head_positions`` names it (``labelled`` / ``trl default``)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def head():
+        import trl.trainer.utils as trl_utils
+
+        from fnsft.compat.trl import _MARK, compact_lm_head_on_cpu
+
+        shipped = trl_utils._use_triton
+        try:
+            on = compact_lm_head_on_cpu() if compact else getattr(shipped, _MARK, False)
+            yield "labelled" if on else "trl default"
+        finally:
+            trl_utils._use_triton = shipped
+
+    return head()

@@ -12,7 +12,7 @@ rc=0
 python scripts/gpu_check.py "$@" || rc=$?
 case " $* " in *" --dry "*) exit $rc ;; esac
 # The vLLM generation engine (weight pushes checked against the engine after every push, GRPO
-# learning on it, a LoRA push, a killed actor coming back current): vLLM in this environment
+# and PPO learning on it, a LoRA push, a killed actor coming back current): vLLM in this environment
 # (GPU) or its CPU build's venv; the tests skip, saying why, where neither exists (CI=1: a failure).
 python -m pytest -q -p no:cacheprovider tests/rl/test_rl_vllm.py || rc=$?
 exit $rc
