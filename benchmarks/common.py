@@ -272,24 +272,17 @@ def parse_throughput_args(argv, description: str, batch: int, steps_help: str, b
 
 
 def trl_lm_head(compact: bool):
-    """A context manager: TRL's fused LM head inside it as fnsft's training workers run it
-    (``compact``: :func:`fnsft.compat.trl.compact_lm_head_on_cpu`, only labelled positions
-    projected on CPU, as ``fnsft.workers.hf.worker`` applies it) or as TRL ships it (all positions
-    on CPU); TRL's own choice is put back on exit, so one script can run both. Yields what the
-    head does, as fnsft's metric ``lm_head_positions`` names it (``labelled`` / ``trl default``)."""
+    """TRL's fused LM head as fnsft's training workers run it (``compact``: only labelled positions
+    projected on CPU, :func:`fnsft.compat.trl.compact_lm_head_on_cpu`) or as TRL ships it, TRL's
+    choice put back on exit. Yields what the head does, as fnsft's metric ``lm_head_positions``
+    names it (``labelled`` / ``trl default``)."""
     import contextlib
+
+    from fnsft.compat.trl import lm_head_choice
 
     @contextlib.contextmanager
     def head():
-        import trl.trainer.utils as trl_utils
-
-        from fnsft.compat.trl import _MARK, compact_lm_head_on_cpu
-
-        shipped = trl_utils._use_triton
-        try:
-            on = compact_lm_head_on_cpu() if compact else getattr(shipped, _MARK, False)
+        with lm_head_choice(compact) as on:
             yield "labelled" if on else "trl default"
-        finally:
-            trl_utils._use_triton = shipped
 
     return head()

@@ -61,5 +61,35 @@ def compact_lm_head_on_cpu() -> bool:
         return device.type == "cpu" or decide(device)
 
     setattr(compact_on, _MARK, True)
+    compact_on.__wrapped_decide__ = decide  # TRL's own choice, for lm_head_choice(False)
     trl_utils._use_triton = compact_on
     return True
+
+
+def lm_head_choice(compact: bool):
+    """A context manager for side-by-side measurements in one process: TRL's fused LM head inside
+    it compacts on CPU (``compact``: :func:`compact_lm_head_on_cpu`) or is TRL's own choice; on
+    exit TRL's choice as it was on entry is put back. Yields whether the head compacts on CPU."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def choice():
+        try:
+            import trl.trainer.utils as trl_utils
+        except ImportError:
+            yield False
+            return
+        entry = getattr(trl_utils, "_use_triton", None)
+        original = getattr(entry, "__wrapped_decide__", entry)
+        try:
+            if compact:
+                yield compact_lm_head_on_cpu()
+            else:
+                if entry is not None:
+                    trl_utils._use_triton = original
+                yield False
+        finally:
+            if entry is not None:
+                trl_utils._use_triton = entry
+
+    return choice()

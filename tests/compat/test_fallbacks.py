@@ -37,6 +37,23 @@ def test_lm_head_outside_range_leaves_trl_as_shipped(monkeypatch):
     assert trl_utils._use_triton is before
 
 
+def test_lm_head_choice_switches_and_puts_trls_choice_back():
+    """The benchmarks' side-by-side switch: compacting inside, TRL's own CPU choice (all positions)
+    inside ``lm_head_choice(False)`` even after fnsft's workers compacted, the entry state after."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from fnsft.compat import trl as trl_compat
+
+    cpu, entry = torch.device("cpu"), trl_utils._use_triton
+    with trl_compat.lm_head_choice(True) as on:
+        assert on is True and trl_utils._use_triton(cpu) is True
+        with trl_compat.lm_head_choice(False) as off:
+            assert off is False and trl_utils._use_triton(cpu) is False
+        assert trl_utils._use_triton(cpu) is True
+    assert trl_utils._use_triton is entry
+
+
 def test_ray_logging_outside_range_leaves_rays_printer(monkeypatch):
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
 
