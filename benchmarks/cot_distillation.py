@@ -5,16 +5,23 @@
 
 ``accuracy``: held-out exact-match accuracy (60 shipped word problems, greedy, the bare question)
 of (1) the student before training, (2) after fnsft's ``cot_distillation`` stage from
-``configs/cot_distillation.yaml`` (``--arms fnsft``), (3) after a plain TRL ``SFTTrainer`` on the
-same kept rationales with the same settings (LoRA r16, lr, steps, batch, max_length, float32, seed
-42, random batch order; ``trl``), (3b) the same with length-grouped batches (``trl_grouped``: why
-the stage keeps random order), and (4) after a label-only SFT (question -> ``#### answer``) with
-the same settings (``label``). The TRL arms are read by this script's greedy reader; the fnsft model is read
-by the stage and again by that reader. ``--arms ... --merge`` adds arms to an earlier result file.
+``configs/cot_distillation.yaml`` (``--arms fnsft``; ``torch_dtype`` set to ``float32`` instead of the
+config's ``auto``), (3) after a plain TRL ``SFTTrainer`` on the same kept rationales with the same
+settings (LoRA r16, lr, steps, batch, max_length, float32, random batch order; ``trl``), (3b) the
+same with length-grouped batches (``trl_grouped``: why the stage keeps random order), and (4) after
+a label-only SFT (question -> ``#### answer``) with the same settings (``label``). Every arm trains
+in float32 and once per seed of ``--seeds`` (default 0 1 2; the stage's ``seed`` and the trainer's);
+per arm the JSON gives each seed's accuracy, their mean and min-max. The TRL arms are read by this
+script's greedy reader; the fnsft model is read by the stage and again by that reader.
+``--arms ... --merge`` adds arms to an earlier result file.
 
 ``teacher``: rationales per second of a local SmolLM2 teacher: fnsft's actor pool
-(``teacher_resources.num_replicas`` actors of 1 CPU) vs plain HF ``generate`` in one process,
-same prompts, batch and ``max_new_tokens``.
+(``teacher_resources.num_replicas`` actors of 1 CPU) vs plain HF ``generate`` in one process
+(all the CPUs' threads), same prompts, samples, float32, temperature and ``max_new_tokens``. Both
+loaded once (not timed) and warmed up; then ``--rounds`` (default 3) timed passes each, the order
+alternating (pool first in round 0); median and min-max of rationales/s, and the new tokens
+(the decoded texts re-tokenized, the same count on both sides) and tokens/s beside them, as sampled
+lengths differ. The pool splits the batch across its replicas; the HF side generates it at once.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, plain_training_args, start_ray, write_result  # noqa: E402
+from common import RESULTS, plain_training_args, run_alternating, spread, start_ray, write_result  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "cot_distillation.yaml")
@@ -116,6 +123,25 @@ def _kept_rationales(records, cfg: dict) -> list[dict]:
     return [r for r in map(json.loads, open(records)) if r["verdict"] == "kept"]
 
 
+def _summarise(arm: dict, keys: tuple) -> None:
+    """Each key over the seeds: ``<key>`` (the mean), ``<key>_spread`` (median, min, max, n) and
+    ``<key>_per_seed``."""
+    per = arm["per_seed"]
+    for key in keys:
+        values = {seed: r[key] for seed, r in per.items() if r.get(key) is not None}
+        arm[key] = round(sum(values.values()) / len(values), 4) if values else None
+        arm[key + "_spread"] = spread(values.values())
+        arm[key + "_per_seed"] = values
+
+
+def _record(results: dict, name: str, seed: int, entry: dict, keys: tuple) -> None:
+    arm = results.get(name)
+    if not isinstance(arm, dict) or "per_seed" not in arm:  # absent, or an earlier one-seed result
+        arm = results[name] = {"per_seed": {}}
+    arm["per_seed"][str(seed)] = entry
+    _summarise(arm, keys)
+
+
 def part_accuracy(a) -> None:
     from fnsft.data.cot_format import student_rows
     from fnsft.data.reasoning import load_reasoning_rows
@@ -123,8 +149,7 @@ def part_accuracy(a) -> None:
     from fnsft.pipeline import Pipeline
 
     cfg = yaml.safe_load(open(CONFIG))
-    out = tempfile.mkdtemp(prefix="cot_bench_")
-    cfg["output_dir"] = out
+    cfg["torch_dtype"] = "float32"  # the config's `auto` is bf16 on AMX-BF16 CPUs; the TRL arms train in float32
     stage = cfg["stage_configs"]["cot_distillation"]
     if a.steps:
         stage["max_steps"] = a.steps
@@ -133,57 +158,65 @@ def part_accuracy(a) -> None:
     model_dir = resolve_model_path(cfg["model_name_or_path"])
     doc = {"config": "configs/cot_distillation.yaml", "steps": stage["max_steps"],
            "learning_rate": float(stage["learning_rate"]), "lora_r": stage["lora_r"],
-           "batch": stage["per_device_train_batch_size"], "eval_questions": len(held), "results": {}}
+           "batch": stage["per_device_train_batch_size"], "eval_questions": len(held), "torch_dtype": "float32",
+           "seeds": a.seeds, "results": {}}
     path = os.path.join(RESULTS, "cot_distillation_accuracy.json")
     if a.merge and os.path.exists(path):  # add arms to an earlier run's results
         with open(path) as f:
             doc["results"] = json.load(f).get("results", {})
     results = doc["results"]
-    # The stage's own settings: seed 42 and random batch order (CoTDistillationStage.random_order_reason).
-    seed, sampling = 42, "random"
-    if "fnsft" in a.arms:
-        load0 = _load()
-        t0 = time.time()
-        summary = Pipeline.from_dict(cfg).run()
-        fnsft_s = time.time() - t0
-        res = summary["stages"]["cot_distillation"]
-        m = res["metrics"]
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    sampling = "random"  # the stage's random batch order (CoTDistillationStage.random_order_reason)
+    arms = {"trl": "trl_sft_same_rationales", "trl_grouped": "trl_sft_same_rationales_length_grouped",
+            "label": "label_only_sft"}
+    for seed in a.seeds:
+        print(f"seed {seed}", flush=True)
+        out = tempfile.mkdtemp(prefix="cot_bench_")
+        if "fnsft" in a.arms:
+            run_cfg = {**cfg, "output_dir": out, "stage_configs": {"cot_distillation": {**stage, "seed": seed}}}
+            load0 = _load()
+            t0 = time.time()
+            summary = Pipeline.from_dict(run_cfg).run()
+            fnsft_s = time.time() - t0
+            res = summary["stages"]["cot_distillation"]
+            m = res["metrics"]
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        final = res["model_path"]  # the stage's trained model, read again with this script's reader (as the TRL arms)
-        same_reader = greedy_accuracy(AutoModelForCausalLM.from_pretrained(final), AutoTokenizer.from_pretrained(final),
-                                      held, stage["eval_max_new_tokens"])
-        results["fnsft_cot"] = {
-            "accuracy_before": m.get("student_accuracy_before"), "accuracy_after": m.get("student_accuracy_after"),
-            "correct_before": round(m.get("student_accuracy_before", 0) * len(held)),
-            "correct_after": round(m.get("student_accuracy_after", 0) * len(held)),
-            "accuracy_after_script_reader": same_reader, "batching": m.get("batching"), "seed": seed,
-            "kept_rationales": m.get("kept_rationales"), "wall_s": round(fnsft_s, 1), "stage_s": round(res["seconds"], 1),
-            "train_s": round(m.get("train_runtime", 0), 1), "loadavg_start": load0, "loadavg_end": _load()}
-        write_result("cot_distillation_accuracy", doc)  # after each arm: a cut-short run keeps what it measured
-        records = os.path.join(res["output_dir"], "rationales.jsonl")
-    else:
-        records = None
-    kept = _kept_rationales(records, cfg)
-    cot_rows = [x for r in kept for x in student_rows(r["question"], r["text"], r["extracted_answer"])]
-    label_rows = [{"prompt": [{"role": "user", "content": r["question"]}],
-                   "completion": [{"role": "assistant", "content": f"#### {r['extracted_answer']}"}]} for r in kept]
-    arms = {"trl": ("trl_sft_same_rationales", cot_rows, sampling),
-            "trl_grouped": ("trl_sft_same_rationales_length_grouped", cot_rows, "group_by_length"),
-            "label": ("label_only_sft", label_rows, sampling)}
-    for arm in a.arms:
-        if arm == "fnsft":
-            continue
-        name, rows, order = arms[arm]
-        load0 = _load()
-        model, tok, seconds = plain_sft(model_dir, rows, stage, order, seed)
-        acc = greedy_accuracy(model, tok, held, stage["eval_max_new_tokens"])
-        results[name] = {"accuracy_after": acc, "correct_after": round(acc * len(held)), "train_rows": len(rows),
-                         "sampling": order, "seed": seed, "train_s": round(seconds, 1), "loadavg_start": load0,
-                         "loadavg_end": _load()}
-        del model
-        write_result("cot_distillation_accuracy", doc)
-    shutil.rmtree(out, ignore_errors=True)
+            final = res["model_path"]  # the stage's trained model, read again with this script's reader (as the TRL arms)
+            same_reader = greedy_accuracy(AutoModelForCausalLM.from_pretrained(final), AutoTokenizer.from_pretrained(final),
+                                          held, stage["eval_max_new_tokens"])
+            _record(results, "fnsft_cot", seed, {
+                "accuracy_before": m.get("student_accuracy_before"), "accuracy_after": m.get("student_accuracy_after"),
+                "correct_before": round(m.get("student_accuracy_before", 0) * len(held)),
+                "correct_after": round(m.get("student_accuracy_after", 0) * len(held)),
+                "accuracy_after_script_reader": same_reader, "batching": m.get("batching"), "seed": seed,
+                "torch_dtype": run_cfg["torch_dtype"], "kept_rationales": m.get("kept_rationales"),
+                "wall_s": round(fnsft_s, 1), "stage_s": round(res["seconds"], 1),
+                "train_s": round(m.get("train_runtime", 0), 1), "loadavg_start": load0, "loadavg_end": _load()},
+                ("accuracy_before", "accuracy_after", "accuracy_after_script_reader", "correct_after"))
+            write_result("cot_distillation_accuracy", doc)  # after each run: a cut-short run keeps what it measured
+            records = os.path.join(res["output_dir"], "rationales.jsonl")
+        else:
+            records = None
+        kept = _kept_rationales(records, cfg)
+        cot_rows = [x for r in kept for x in student_rows(r["question"], r["text"], r["extracted_answer"])]
+        label_rows = [{"prompt": [{"role": "user", "content": r["question"]}],
+                       "completion": [{"role": "assistant", "content": f"#### {r['extracted_answer']}"}]} for r in kept]
+        rows_of = {"trl": (cot_rows, sampling), "trl_grouped": (cot_rows, "group_by_length"), "label": (label_rows, sampling)}
+        for arm in a.arms:
+            if arm == "fnsft":
+                continue
+            rows, order = rows_of[arm]
+            load0 = _load()
+            model, tok, seconds = plain_sft(model_dir, rows, stage, order, seed)
+            acc = greedy_accuracy(model, tok, held, stage["eval_max_new_tokens"])
+            _record(results, arms[arm], seed, {
+                "accuracy_after": acc, "correct_after": round(acc * len(held)), "train_rows": len(rows),
+                "sampling": order, "seed": seed, "torch_dtype": str(next(model.parameters()).dtype).split(".")[-1],
+                "train_s": round(seconds, 1), "loadavg_start": load0, "loadavg_end": _load()},
+                ("accuracy_after", "correct_after"))
+            del model
+            write_result("cot_distillation_accuracy", doc)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def part_teacher(a) -> None:
@@ -200,35 +233,67 @@ def part_teacher(a) -> None:
     model_dir = resolve_model_path("builtin:smollm2-135m-instruct")
     rows = load_reasoning_rows(os.path.join(REPO, "examples", "reasoning", "train.jsonl"))[:a.questions]
     questions = [r["question"] for r in rows]
+    total = a.questions * a.n
     start_ray()  # as a user's local run starts it
     teacher = LocalTeacher(model_dir, resources=RoleResources(num_replicas=a.replicas, num_cpus=1),
-                           batch_size=a.questions)
-    teacher.start()
+                           batch_size=a.questions, dtype="float32")  # float32 like the HF side
     t0 = time.time()
-    teacher.generate(questions, a.n, 0.7, a.max_new_tokens)
-    pool_s = time.time() - t0
+    teacher.start()
+    pool_start_s = time.time() - t0
     prompts = [teacher.prompt(q) for q in questions]
-    teacher.close()
-    ray.shutdown()
 
     torch.set_num_threads(os.cpu_count())
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
+    t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    hf_load_s = time.time() - t0
     ids = [i for i in encode_prompts(tok, prompts, True) for _ in range(a.n)]
     width = max(map(len, ids))
     x = torch.tensor([[tok.pad_token_id] * (width - len(i)) + i for i in ids])
-    mask = (x != tok.pad_token_id).long()
-    t0 = time.time()
-    with torch.no_grad():
-        model.generate(input_ids=x, attention_mask=mask, max_new_tokens=a.max_new_tokens, do_sample=True,
-                       temperature=0.7, top_k=0, pad_token_id=tok.pad_token_id)
-    hf_s = time.time() - t0
-    total = a.questions * a.n
-    write_result("cot_teacher_throughput", {
-        "questions": a.questions, "samples_per_question": a.n, "max_new_tokens": a.max_new_tokens,
-        "replicas": a.replicas, "fnsft_pool_rationales_per_s": total / pool_s, "hf_generate_rationales_per_s": total / hf_s,
-        "speedup": hf_s / pool_s})
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+
+    def new_tokens(texts: list[str]) -> int:  # the same count on both sides: the decoded texts re-tokenized
+        return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+    def figures(seconds: float, texts: list[str]) -> dict:
+        n_tok = new_tokens(texts)
+        return {"seconds": round(seconds, 3), "rationales_per_s": round(total / seconds, 4), "new_tokens": n_tok,
+                "new_tokens_per_s": round(n_tok / seconds, 2)}
+
+    def pool_once(max_new_tokens: int = a.max_new_tokens) -> dict:
+        t0 = time.time()
+        out = teacher.generate(questions, a.n, 0.7, max_new_tokens)
+        return figures(time.time() - t0, [s["text"] for per in out for s in per])
+
+    def hf_once(max_new_tokens: int = a.max_new_tokens) -> dict:
+        t0 = time.time()
+        with torch.no_grad():
+            out = model.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,
+                                 temperature=0.7, top_k=0, pad_token_id=tok.pad_token_id)
+        seconds = time.time() - t0
+        return figures(seconds, tok.batch_decode(out[:, width:], skip_special_tokens=True))
+
+    pool_once(4), hf_once(4)  # warm-up, untimed: first-call costs on both sides
+    try:
+        runs, order = run_alternating({"fnsft_pool": pool_once, "hf_generate": hf_once}, a.rounds,
+                                      lambda m: f"{m['rationales_per_s']:.2f} rationales/s, {m['new_tokens_per_s']:.1f} tokens/s")
+    finally:
+        teacher.close()
+        ray.shutdown()
+    doc = {"questions": a.questions, "samples_per_question": a.n, "max_new_tokens": a.max_new_tokens,
+           "replicas": a.replicas, "rounds": a.rounds, "dtype": "float32", "temperature": 0.7, "order": order,
+           "hf_torch_threads": torch.get_num_threads(),
+           "startup_s": {"fnsft_pool": round(pool_start_s, 2), "hf_generate": round(hf_load_s, 2)}}
+    for side, rs in runs.items():
+        doc[side] = {"rationales_per_s": spread(r["rationales_per_s"] for r in rs),
+                     "new_tokens_per_s": spread(r["new_tokens_per_s"] for r in rs), "runs": rs}
+    doc["fnsft_pool_rationales_per_s"] = doc["fnsft_pool"]["rationales_per_s"]["median"]
+    doc["hf_generate_rationales_per_s"] = doc["hf_generate"]["rationales_per_s"]["median"]
+    doc["speedup"] = round(doc["fnsft_pool_rationales_per_s"] / doc["hf_generate_rationales_per_s"], 3)
+    doc["speedup_per_round"] = spread(p["rationales_per_s"] / h["rationales_per_s"]
+                                      for p, h in zip(runs["fnsft_pool"], runs["hf_generate"]))
+    write_result("cot_teacher_throughput", doc)
 
 
 def main() -> None:
@@ -242,6 +307,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--max_new_tokens", type=int, default=96)
     p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="teacher: timed passes per side, the order alternating")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="accuracy: one training run per arm and seed")
     a = p.parse_args()
     (part_accuracy if a.part == "accuracy" else part_teacher)(a)
 

@@ -2,8 +2,8 @@
 
 Run (from the repository root)::
 
-    python benchmarks/grpo_vs_trl.py                                # SmolLM2-135M-Instruct, 2 rounds, ≈7 min
-    python benchmarks/grpo_vs_trl.py --model builtin:tiny-llama --steps 8   # framework overhead, ≈4 min
+    python benchmarks/grpo_vs_trl.py                                # SmolLM2-135M-Instruct, 3 rounds, ≈10 min
+    python benchmarks/grpo_vs_trl.py --model builtin:tiny-llama --steps 8   # framework overhead, ≈6 min
 
 Both run in this one process (fnsft's roles and Train worker are Ray processes it starts):
 the same prompts (examples/arithmetic), chat template, reward (share of completion characters
@@ -12,8 +12,10 @@ generation round, no KL/reference: TRL's default ``beta=0``), learning rate and 
 steps, full fine-tuning. Both use float32 and 2 threads for the model math. Seconds per
 iteration are the mean over iterations after the first (warm-up) one; start-up (Ray Train job,
 actor start, TRL's trainer construction) is reported separately. fnsft and TRL alternate
-(``--rounds``, default 2: fnsft→TRL, then TRL→fnsft); the median over rounds is reported, each
-run beside it. Writes benchmarks/results/grpo_vs_trl_<model>.json.
+(``--rounds``, default 3: fnsft→TRL, TRL→fnsft, fnsft→TRL); reported: the median and min-max
+over rounds of each side's seconds per iteration and of the per-round ratio fnsft/TRL, each run
+beside them (with the load average before and after it), and the machine (CPU model, load).
+Writes benchmarks/results/grpo_vs_trl_<model>.json.
 
 SmolLM2 (a real 135M model) is the comparison that matters; the tiny model (a few hundred
 thousand weights, ~50 ms per iteration) measures fnsft's fixed cost per iteration: the Ray
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -33,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
-from common import run_alternating  # noqa: E402
+from common import RESULTS, machine, run_alternating, spread  # noqa: E402
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CHARS = "the"
@@ -154,13 +155,13 @@ def main(argv=None) -> int:
     p.add_argument("--num-generations", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--rounds", type=int, default=2, help="fnsft and TRL alternate (fnsft first in round 0)")
+    p.add_argument("--rounds", type=int, default=3, help="fnsft and TRL alternate (fnsft first in round 0)")
     p.add_argument("--out", default=None, help="default: benchmarks/results/grpo_vs_trl_<model>.json")
     p.add_argument("--work-dir", default="/tmp/fnsft_bench_grpo")
     args = p.parse_args(argv)
     if args.out is None:
         slug = args.model.split(":")[-1].split("/")[-1].split("-instruct")[0]
-        args.out = os.path.join(HERE, "results", f"grpo_vs_trl_{slug}.json")
+        args.out = os.path.join(RESULTS, f"grpo_vs_trl_{slug}.json")
 
     load_before = os.getloadavg()[0]  # other work on the machine skews both timings
     n = {"fnsft": 0, "trl": 0}
@@ -175,15 +176,17 @@ def main(argv=None) -> int:
     runs, order = run_alternating({"fnsft": side("fnsft"), "trl": side("trl")}, args.rounds,
                                   lambda m: f"{m['seconds_per_iteration']:.2f} s/iteration")
     fnsft, trl = _median_of(runs["fnsft"]), _median_of(runs["trl"])
+    ratios = [f["seconds_per_iteration"] / t["seconds_per_iteration"] for f, t in zip(runs["fnsft"], runs["trl"])]
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": _torch_version(),
+        "benchmark": "grpo_vs_trl", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": _torch_version(),
         "model": args.model, "steps": args.steps, "prompts_per_step": args.prompts,
         "num_generations": args.num_generations, "max_completion_length": args.max_new_tokens,
         "rounds": args.rounds, "order": order,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU" if not _has_gpu() else platform.node(),
+        "machine": machine(),
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "fnsft": fnsft, "trl": trl,
         "ratio_fnsft_over_trl_seconds_per_iteration": round(fnsft["seconds_per_iteration"] / trl["seconds_per_iteration"], 3),
+        "ratio_fnsft_over_trl_seconds_per_iteration_per_round": spread(ratios),
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
@@ -212,7 +215,8 @@ def _median_of(runs: list[dict]) -> dict:
     import statistics
 
     med = lambda get: round(statistics.median(get(m) for m in runs), 4)  # noqa: E731
-    out = {"seconds_per_iteration": med(lambda m: m["seconds_per_iteration"]), "runs": runs}
+    out = {"seconds_per_iteration": med(lambda m: m["seconds_per_iteration"]),
+           "seconds_per_iteration_spread": spread(m["seconds_per_iteration"] for m in runs), "runs": runs}
     if "time_split_seconds" in runs[0]:
         out["time_split_seconds"] = {k: med(lambda m: m["time_split_seconds"][k]) for k in runs[0]["time_split_seconds"]}
     if runs[0].get("generation_seconds_per_iteration") is not None:
@@ -224,12 +228,6 @@ def _torch_version() -> str:
     import torch
 
     return torch.__version__
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":
