@@ -5,13 +5,11 @@ before Ray starts: one :class:`~fnsft.errors.ConfigError` line naming the key ot
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import re
-import sys
 from typing import Any
 
 from fnsft.errors import ConfigError
+from fnsft.utils.pyfile import import_file, looks_like_file, module_name
 
 
 def resolve_ref(ref: str) -> str:
@@ -22,8 +20,7 @@ def resolve_ref(ref: str) -> str:
     return ref
 
 
-def _is_file(target: str) -> bool:
-    return target.endswith(".py") or os.sep in target or target.startswith(".")
+_is_file = looks_like_file
 
 
 def load_object(ref: str, key: str) -> Any:
@@ -35,16 +32,7 @@ def load_object(ref: str, key: str) -> Any:
         path = os.path.abspath(os.path.expanduser(target))
         if not os.path.isfile(path):
             raise ConfigError(f"{key}: file {target} not found")
-        mod_name = "fnsft_env_" + re.sub(r"\W", "_", path)
-        module = sys.modules.get(mod_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(spec)
-            try:
-                spec.loader.exec_module(module)
-            except Exception as e:
-                raise ConfigError(f"{key}: importing {target} failed: {type(e).__name__}: {e}") from None
-            sys.modules[mod_name] = module  # pickling the class by reference finds it
+        module = import_file(path, module_name("fnsft_env_", path, whole_path=True), key, target, reuse=True)
     else:
         try:
             module = importlib.import_module(target)

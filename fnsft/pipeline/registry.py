@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import os
 import sys
 from typing import Optional
 
 from fnsft.errors import ConfigError
+from fnsft.utils.pyfile import import_file, module_name
 
 BUILTIN_STAGES = {
     "sft": "fnsft.stages.sft:SFTStage",
@@ -114,19 +114,12 @@ def import_plugins(plugins: list[str], base_dir: str) -> None:
                 path = spec
             if not os.path.isfile(path):
                 raise ConfigError(f"{key}: plugin file {spec} not found (looked in {base_dir} and the current folder)")
-            mod_name = "fnsft_plugin_" + os.path.splitext(os.path.basename(path))[0]
-            module_spec = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(module_spec)
             # The guide's example stage uses @dataclass and field() without importing them; a
             # plugin file starts with both defined so that example runs as printed.
-            module.dataclass, module.field = dataclasses.dataclass, dataclasses.field
-            sys.modules[mod_name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except ConfigError:
-                raise
-            except Exception as e:
-                raise ConfigError(f"{key}: importing {spec} failed: {type(e).__name__}: {e}") from None
+            def prepare(module):
+                module.dataclass, module.field = dataclasses.dataclass, dataclasses.field
+
+            import_file(path, module_name("fnsft_plugin_", path), key, spec, prepare=prepare)
         else:
             try:
                 importlib.import_module(spec)

@@ -24,15 +24,14 @@ test, in TRL. The ``model`` type is scored by :class:`fnsft.actors.reward.Reward
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from fnsft.errors import ConfigError
+from fnsft.utils.pyfile import import_file, looks_like_file, module_name
 
 RewardFn = Callable[..., list]
 
@@ -156,19 +155,12 @@ def load_function(ref: str, key: str = "function") -> RewardFn:
     if not ref or not isinstance(ref, str):
         raise ConfigError(f"{key}: give 'module:function' or 'path/to/file.py:function'")
     target, _, attr = ref.rpartition(":") if ":" in ref else (ref, "", "")
-    if target.endswith(".py") or os.sep in target or target.startswith("."):
+    if looks_like_file(target):
         path = os.path.abspath(os.path.expanduser(target))
         if not os.path.isfile(path):
             raise ConfigError(f"{key}: reward file {target} not found")
         attr = attr or "reward"
-        mod_name = "fnsft_reward_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            raise ConfigError(f"{key}: importing {target} failed: {type(e).__name__}: {e}") from None
-        sys.modules.setdefault(mod_name, module)
+        module = import_file(path, module_name("fnsft_reward_", path), key, target)
     else:
         if not attr:
             raise ConfigError(f"{key}: {ref!r} names no function; write 'module:function'")

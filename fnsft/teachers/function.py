@@ -10,14 +10,13 @@ programmatic solver (see ``examples/reasoning/teacher.py``) is the cheapest teac
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import os
-import sys
 from typing import Callable, Optional
 
 from fnsft.errors import ConfigError
 from fnsft.teachers.base import Teacher
+from fnsft.utils.pyfile import import_file, module_name
 
 _ARGS = ("question", "prompt", "hint", "sample_index", "temperature", "max_new_tokens")
 
@@ -32,13 +31,7 @@ def load_callable(spec: str, key: str) -> Callable:
             path = os.path.abspath(where)
             if not os.path.isfile(path):
                 raise ConfigError(f"{key}: file {where} not found")
-            mod_name = "fnsft_teacher_" + os.path.splitext(os.path.basename(path))[0]
-            module = sys.modules.get(mod_name)
-            if module is None or getattr(module, "__file__", None) != path:
-                module_spec = importlib.util.spec_from_file_location(mod_name, path)
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[mod_name] = module
-                module_spec.loader.exec_module(module)
+            module = import_file(path, module_name("fnsft_teacher_", path), key, where, reuse=True)
         else:
             module = importlib.import_module(where)
     except ConfigError:
