@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cold_start", type=int, default=0, help="SFT on this many tool-call demonstrations first")
     ap.add_argument("--sft_steps", type=int, default=24)
+    ap.add_argument("--prompts", type=int, default=None, help="prompts per RL iteration (default: the config's)")
     args = ap.parse_args()
     if args.quick:
         args.model, args.iterations, args.eval_prompts = TINY, 1, 4
@@ -61,6 +62,8 @@ def main() -> None:
     rl = cfg["stage_configs"]["rl"]
     rl.update(num_iterations=args.iterations, eval_dataset_path=eval_path,
               dataset_name_or_path=os.path.join(REPO, rl["dataset_name_or_path"]))
+    if args.prompts:
+        rl.update(prompts_per_iteration=args.prompts)
     if args.quick:
         rl.update(prompts_per_iteration=2, num_generations=2, max_new_tokens=8)
     cfg.update(model_name_or_path=args.model, output_dir=out)
@@ -71,7 +74,8 @@ def main() -> None:
             "max_steps": args.sft_steps, "learning_rate": 2e-4, "per_device_train_batch_size": 4,
             "use_peft": True, "lora_r": 16, "lora_dropout": 0.0, "eval_split": 0, "report_to": ["none"]}
     metrics = Pipeline.from_dict(cfg).run()["stages"]["rl"]["metrics"]
-    result = {"model": args.model, "iterations": args.iterations, "eval_prompts": len(rows[:args.eval_prompts]),
+    result = {"model": args.model, "iterations": args.iterations, "prompts_per_iteration": rl["prompts_per_iteration"],
+              "num_generations": rl["num_generations"], "eval_prompts": len(rows[:args.eval_prompts]),
               "cpu_model": cpu_model(), "output_dir": out, "cold_start_demonstrations": args.cold_start,
               "sft_steps": args.sft_steps if args.cold_start else 0}
     for name in ("exact_match", "tool_success"):
