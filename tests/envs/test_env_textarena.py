@@ -55,3 +55,14 @@ def test_invalid_moves_end_the_episode_with_the_games_loss_reward():
     assert not first["terminated"] and first["observation"].startswith("[GAME] You attempted an invalid move")
     out = env.step("x", "still no idea")
     assert out["terminated"] and out["reward"] == 0.0 and "Invalid" in out["info"]["reason"]
+
+
+def test_an_unknown_game_is_one_line_before_ray():
+    import pytest
+
+    from fnsft.errors import ConfigError
+
+    s = parse_dataclass(EnvironmentSettings, {**GAME, "kwargs": {"env_id": "NoSuchGame-v0"}}, "rl.environment")
+    with pytest.raises(ConfigError) as e:
+        check_environment(s, "rl.environment")
+    assert str(e.value).startswith("rl.environment.kwargs: ") and "\n" not in str(e.value)
