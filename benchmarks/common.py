@@ -13,6 +13,7 @@ How a comparison is run (benchmarks/sft_throughput.py, benchmarks/dpo_throughput
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -271,18 +272,13 @@ def parse_throughput_args(argv, description: str, batch: int, steps_help: str, b
     return a
 
 
+@contextlib.contextmanager
 def trl_lm_head(compact: bool):
     """TRL's fused LM head as fnsft's training workers run it (``compact``: only labelled positions
     projected on CPU, :func:`fnsft.compat.trl.compact_lm_head_on_cpu`) or as TRL ships it, TRL's
     choice put back on exit. Yields what the head does, as fnsft's metric ``lm_head_positions``
     names it (``labelled`` / ``trl default``)."""
-    import contextlib
-
     from fnsft.compat.trl import lm_head_choice
 
-    @contextlib.contextmanager
-    def head():
-        with lm_head_choice(compact) as on:
-            yield "labelled" if on else "trl default"
-
-    return head()
+    with lm_head_choice(compact) as on:
+        yield "labelled" if on else "trl default"

@@ -18,6 +18,8 @@ column, or for where the reference log-probs of ``precompute_ref_log_probs`` are
 
 from __future__ import annotations
 
+import contextlib
+
 from fnsft.compat import in_range
 
 CHECKED = ((1, 16), (1, 17))  # trl>=1.16,<1.17
@@ -66,30 +68,24 @@ def compact_lm_head_on_cpu() -> bool:
     return True
 
 
+@contextlib.contextmanager
 def lm_head_choice(compact: bool):
     """A context manager for side-by-side measurements in one process: TRL's fused LM head inside
     it compacts on CPU (``compact``: :func:`compact_lm_head_on_cpu`) or is TRL's own choice; on
     exit TRL's choice as it was on entry is put back. Yields whether the head compacts on CPU."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def choice():
-        try:
-            import trl.trainer.utils as trl_utils
-        except ImportError:
-            yield False
-            return
-        entry = getattr(trl_utils, "_use_triton", None)
-        original = getattr(entry, "__wrapped_decide__", entry)
-        try:
-            if compact:
-                yield compact_lm_head_on_cpu()
-            else:
-                if entry is not None:
-                    trl_utils._use_triton = original
-                yield False
-        finally:
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:
+        yield False
+        return
+    entry = getattr(trl_utils, "_use_triton", None)
+    try:
+        if compact:
+            yield compact_lm_head_on_cpu()
+        else:
             if entry is not None:
-                trl_utils._use_triton = entry
-
-    return choice()
+                trl_utils._use_triton = getattr(entry, "__wrapped_decide__", entry)
+            yield False
+    finally:
+        if entry is not None:
+            trl_utils._use_triton = entry
