@@ -11,10 +11,16 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 from types import ModuleType
 from typing import Callable, Optional
 
 from fnsft.errors import ConfigError
+
+# One import at a time: the module sits in sys.modules while its file runs, so a second thread
+# (an environment actor answers resets concurrently) asking with ``reuse`` would otherwise get
+# the half-executed module and miss names defined further down.
+_LOCK = threading.RLock()
 
 
 def looks_like_file(target: str) -> bool:
@@ -33,6 +39,11 @@ def import_file(path: str, name: str, key: str, shown: str, reuse: bool = False,
     """Execute the file at ``path`` as module ``name``; ``reuse``: an already imported module of
     that name and file is returned as it is. ``prepare`` sets names before the file runs.
     Errors: ``{key}: importing {shown} failed: <Type>: <message>`` (a ConfigError it raises passes)."""
+    with _LOCK:
+        return _import(path, name, key, shown, reuse, prepare)
+
+
+def _import(path, name, key, shown, reuse, prepare) -> ModuleType:
     module = sys.modules.get(name)
     if reuse and module is not None and getattr(module, "__file__", None) == path:
         return module

@@ -63,6 +63,6 @@ def test_two_turn_environment_learns_grpo(ray_session, tmp_path):
 def test_two_turn_environment_learns_ppo(ray_session, tmp_path):
     # critic + GAE over the whole transcript, KL to a reference actor in the reward
     rl_out, history = run_env_stage(tmp_path, "ppo", {"class": f"{FIXTURES}:SecondReplyEnv", "max_turns": 2},
-                                    kl_coef=0.01)
+                                    kl_coef=0.01, num_iterations=30)
     check_two_turn_learning(rl_out, history, margin=0.15)
     assert rl_out["metrics"]["reference"] == "actor" and all("value_loss" in h and "kl" in h for h in history)
