@@ -71,6 +71,7 @@ def launch_roles(
     reward_terms: Sequence = (),
     reward_kwargs: Optional[dict] = None,
     reference: Optional[RoleResources] = None,
+    reference_model=None,
     dtype: str = "auto",
     apply_chat_template: bool = True,
     wait: bool = True,
@@ -82,7 +83,8 @@ def launch_roles(
     ``runtime_env`` for them (:func:`fnsft.actors.vllm_runtime.actor_runtime_env`). Every
     :class:`~fnsft.actors.reward.RewardActor` builds ``reward_specs`` into terms and sums them with
     the ready ``reward_terms`` (RLAIF's judge); ``reward_kwargs`` are its other arguments
-    (``pairs_path``...). ``reward``/``reference`` ``None``: no such actor. ``wait=False`` returns while the actors still load their models, so the Train
+    (``pairs_path``...). ``reward``/``reference`` ``None``: no such actor; ``reference_model``: the reference actor's model
+    when it is not ``model`` (on-policy distillation's teacher). ``wait=False`` returns while the actors still load their models, so the Train
     job can start meanwhile; call :meth:`Roles.wait_ready` before the first rollout.
     """
     from fnsft.actors.generation import GenerationActor
@@ -107,7 +109,7 @@ def launch_roles(
                                       pg=pg, bundle_offset=offsets[i], name=f"{name}-reward")
             i += 1
         if reference is not None:
-            roles.reference = ActorGroup(ReferenceActor, reference, args=(model,), kwargs={"dtype": dtype},
+            roles.reference = ActorGroup(ReferenceActor, reference, args=(reference_model or model,), kwargs={"dtype": dtype},
                                          pg=pg, bundle_offset=offsets[i], name=f"{name}-reference")
         if wait:
             roles.wait_ready()

@@ -89,3 +89,20 @@ def to_torch(arrays: dict[str, np.ndarray], device=None) -> dict:
 
     # A copy: arrays from the object store are read-only.
     return {k: torch.tensor(np.asarray(v), device=device) for k, v in arrays.items()}
+
+
+def same_vocabulary(tokenizer, source: str, trust_remote_code: bool = False) -> str:
+    """``""`` when the tokenizer at ``source`` gives every token the id ``tokenizer`` gives it (one
+    model's log-probs can score the other's token ids); otherwise what differs, in a few words."""
+    from transformers import AutoTokenizer
+
+    if tokenizer is None:
+        return ""
+    other = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    mine, theirs = tokenizer.get_vocab(), other.get_vocab()
+    if len(mine) != len(theirs):
+        return f"{len(theirs)} tokens, the policy's {len(mine)}"
+    for token, i in mine.items():
+        if theirs.get(token) != i:
+            return f"token {token!r} has id {theirs.get(token)}, the policy's {i}"
+    return ""

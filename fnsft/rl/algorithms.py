@@ -31,8 +31,9 @@ class AlgoSpec:
             (decoupled clip, token or sequence ratio) or ``"cispo"`` (clipped IS weights);
             ``""`` for the algorithms above it (their own losses in :mod:`fnsft.rl.losses`).
         advantage: the family's advantages: ``"group"`` (group mean, scaled per
-            ``scale_rewards``), ``"reinforce"`` (batch-whitened returns, REINFORCE++) or
-            ``"reinforce_baseline"`` (group mean subtracted first); ``""``: the older rules.
+            ``scale_rewards``), ``"reinforce"`` (batch-whitened returns, REINFORCE++),
+            ``"reinforce_baseline"`` (group mean subtracted first) or ``"teacher"`` (per token, the
+            teacher's log-prob minus the student's: on-policy distillation); ``""``: the older rules.
         kl_in_loss: where the KL to the reference goes when ``rl.kl_in_reward`` is unset.
         defaults: the algorithm's own defaults for the shared knobs
             (:func:`fnsft.rl.knobs.resolve_knobs`), as ``(key, value)`` pairs.
@@ -114,6 +115,14 @@ ALGORITHMS: dict[str, AlgoSpec] = {
         name="reinforce_pp_baseline", uses_critic=False, needs_groups=True, multiple_epochs=True,
         policy_update="clipped", loss="clip", advantage="reinforce_baseline",
         description="REINFORCE++-baseline: the group mean subtracted from each score, then as reinforce_pp.",
+    ),
+    # On-policy distillation (Agarwal et al. 2024, GKD; Thinking Machines 2025): the student samples,
+    # the teacher in the reference actor scores each sampled token; no reward model in the loss.
+    "on_policy_distill": AlgoSpec(
+        name="on_policy_distill", uses_critic=False, needs_groups=False, multiple_epochs=True,
+        policy_update="clipped", loss="clip", advantage="teacher",
+        description="On-policy distillation: the student samples, each token's advantage is the teacher's "
+        "log-prob minus the student's (the per-token reverse KL, rl.reference.model_name_or_path the teacher).",
     ),
 }
 

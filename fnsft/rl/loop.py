@@ -4,7 +4,8 @@ The learner (:mod:`fnsft.workers.rl.learner`) computes log-probs/values with its
 calls these; which pieces run is decided by the algorithm's :class:`~fnsft.rl.AlgoSpec`:
 
 - :func:`compute_advantages` — scores (+ KL to the reference when ``kl_in_reward``) →
-  GAE with the critic (ppo, a2c, trpo) or group baselines (grpo, rloo).
+  GAE with the critic (ppo, a2c, trpo) or group baselines (grpo, rloo); for on-policy
+  distillation the teacher's per-token log-probs minus the student's (:mod:`fnsft.rl.distill`).
 - :func:`policy_objective` — the loss of one minibatch for the gradient-based updates
   (clipped for ppo/grpo, vanilla for a2c/rloo) plus value loss, entropy bonus and, when the
   KL is not in the reward, the KL penalty.
@@ -117,8 +118,14 @@ def compute_advantages(
 def _family_advantages(spec: AlgoSpec, s: LossSettings, scores: Tensor, mask: Tensor, old_logprobs: Optional[Tensor],
                        ref_logprobs: Optional[Tensor], kl_coef: float) -> dict[str, Tensor]:
     """The GRPO family's advantages: scaled group baselines or REINFORCE++'s whitened returns."""
+    from fnsft.rl.distill import teacher_advantages
     from fnsft.rl.grpo_family import reinforce_pp_advantages, scaled_group_advantages
 
+    if spec.advantage == "teacher":
+        if ref_logprobs is None or old_logprobs is None:
+            raise ValueError(f"{spec.name} needs the student's and the teacher's log-probs")
+        adv = teacher_advantages(old_logprobs, ref_logprobs, mask)
+        return {"advantages": adv, "sequence_rewards": masked_sum(adv, mask, dim=-1)}
     use_kl = s.kl_in_reward and ref_logprobs is not None and kl_coef > 0
     if spec.advantage == "group":
         seq_rewards = scores
@@ -152,7 +159,8 @@ def policy_objective(
     """
     mask = mb["completion_mask"].to(logprobs.dtype)
     ref = mb.get("ref_logprobs")
-    kl_in_loss = not s.kl_in_reward and ref is not None and kl_coef > 0
+    # (on-policy distillation: the KL to the teacher is the objective, never a penalty on top)
+    kl_in_loss = not s.kl_in_reward and ref is not None and kl_coef > 0 and spec.advantage != "teacher"
     stats: dict[str, Tensor] = {}
     if spec.policy_update == "dpo":  # the reference enters through the pair weights, not a KL term
         from fnsft.rl.preference import dpo_policy_loss

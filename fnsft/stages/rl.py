@@ -33,6 +33,7 @@ from fnsft.rl.algorithms import ALGORITHMS
 from fnsft.stages.base import StageContext, StageResult
 from fnsft.stages.rl_settings import (AsyncRolloutSettings, BehaviorCorrectionSettings, GenerationSettings,
                                       GRPOFamilyKeys, ReferenceSettings, generation_engine, validate_async)
+from fnsft.stages.rl_reference import reference_mode, reference_model, validate_reference
 from fnsft.stages.training import TrainStage, TrainStageConfig
 
 log = logging.getLogger("fnsft")
@@ -62,7 +63,8 @@ class RLConfig(GRPOFamilyKeys, TrainStageConfig):
                           "other columns are passed to reward functions."})
     column_mapping: dict[str, str] = field(default_factory=dict, metadata={"help": "Rename columns first."})
     algorithm: str = field(default="grpo", metadata={"help": "ppo | a2c | trpo | grpo | rloo | online_dpo | dapo | "
-                                                             "dr_grpo | gspo | cispo | reinforce_pp | reinforce_pp_baseline."})
+                                                             "dr_grpo | gspo | cispo | reinforce_pp | reinforce_pp_baseline | "
+                                                             "on_policy_distill."})
     num_iterations: int = field(default=100, metadata={"help": "RL iterations (max_steps > 0 overrides it)."})
     prompts_per_iteration: int = field(default=8, metadata={"help": "Prompts sampled per iteration."})
     num_generations: int = field(default=4, metadata={"help": "Completions per prompt (>= 2 for grpo/rloo)."})
@@ -138,7 +140,7 @@ class RLConfig(GRPOFamilyKeys, TrainStageConfig):
 
     @property
     def needs_reference(self) -> bool:
-        if self.algorithm.lower() == "online_dpo":  # the DPO loss is relative to the reference
+        if self.algorithm.lower() in ("online_dpo", "on_policy_distill"):  # the loss is relative to it
             return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
 
@@ -220,6 +222,7 @@ class RLStage(TrainStage):
             raise ConfigError(f"{key}.deepspeed.zero_stage: the RL stage supports ZeRO 0-2 "
                               "(ZeRO-3 would need parameter gathering for every weight push); use zero_stage 2")
         validate_async(c, key, spec)  # rl.async_rollout, rl.behavior_correction
+        validate_reference(c, key, spec)  # rl.reference.model_name_or_path, on_policy_distill's teacher
         if c.load_in_4bit or c.load_in_8bit:
             raise ConfigError(f"{key}.load_in_4bit/load_in_8bit: quantized policies are not supported by the RL stage yet")
         from fnsft.envs.checks import check_environment
@@ -234,10 +237,12 @@ class RLStage(TrainStage):
 
     def parse_rewards(self) -> list:
         """The checked ``rewards`` terms (RLAIF allows none: its judge is the reward; nor does an
-        environment class: its step rewards are the reward)."""
+        environment class: its step rewards are the reward; nor on-policy distillation: the teacher
+        is its signal, rewards there are only measured)."""
         from fnsft.rl.rewards import parse_reward_specs
 
-        if not self.config.rewards and self.config.environment.class_:
+        c = self.config
+        if not c.rewards and (c.environment.class_ or c.algorithm.lower() == "on_policy_distill"):
             return []
 
         return parse_reward_specs(self.config.rewards, f"{self.key}.rewards")
@@ -335,6 +340,7 @@ class RLStage(TrainStage):
         splits = self.prompt_splits()
         rows = splits["train"]
         ref_mode = self._reference_mode()
+        teacher = reference_model(c.reference.model_name_or_path, tokenizer, self.pipeline_config, self.key)
         choice = generation_engine(c, self.key, model.source, layout.use_gpu)  # hf | vllm, and why
         log.info("[%s] %s on %d prompts; %d worker(s), %s, %s; reference: %s; generation: %s", self.stage_name,
                  spec.name, len(rows), res.num_workers, "GPU" if layout.use_gpu else "CPU",
@@ -353,7 +359,7 @@ class RLStage(TrainStage):
             reward_specs=rewards.specs, reward_terms=rewards.terms,
             reward_kwargs={"pairs_path": rewards.pairs_path, "pairs_group": rewards.pairs_group},
             reference=RoleResources(c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus)
-            if ref_mode == "actor" else None, wait=False)
+            if ref_mode == "actor" else None, reference_model=teacher, wait=False)
         try:
             if c.environment.enabled:  # one more role: the environment actors (fnsft.envs)
                 from fnsft.envs.wrappers import launch
@@ -391,10 +397,4 @@ class RLStage(TrainStage):
         return out
 
     def _reference_mode(self) -> Optional[str]:
-        c = self.config
-        if not c.needs_reference:
-            return None
-        mode = c.reference.mode
-        if mode == "auto":
-            mode = "policy" if c.use_peft else "actor"
-        return mode
+        return reference_mode(self.config)

@@ -36,6 +36,9 @@ class ReferenceSettings(RoleResources):
         metadata={"help": "actor: a frozen copy in its own actor; policy: the LoRA policy with adapters disabled "
                           "(use_peft only); none: no KL; auto: policy with LoRA, else actor (none when kl_coef is 0)."})
     num_cpus: float = field(default=0.5, metadata={"help": "CPUs per reference actor."})
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "A different frozen model in the reference actor (same tokenizer as the "
+                                        "policy): on_policy_distill's teacher; null: the stage's incoming model."})
 
 
 @dataclass

@@ -33,7 +33,8 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     b = _batch()
     adv = compute_advantages(spec, s, b["scores"], b["mask"], b["old"], b["ref"],
                              b["values"] if spec.uses_critic else None, kl_coef=0.1)
-    per_token = spec.uses_critic or spec.advantage.startswith("reinforce")  # REINFORCE++: whitened returns
+    # REINFORCE++: whitened returns; on-policy distillation: the teacher's log-prob minus the student's
+    per_token = spec.uses_critic or spec.advantage.startswith("reinforce") or spec.advantage == "teacher"
     assert adv["advantages"].shape == ((B, T) if per_token else (B,))
     assert (adv["advantages"][0, 3:] == 0).all() if per_token else True
     if spec.policy_update == "natural":
@@ -53,8 +54,8 @@ def test_every_algorithm_gives_a_finite_loss_with_gradient(name, kl_in_reward):
     assert ("clip_fraction" in stats) == (spec.policy_update == "clipped" and spec.loss != "cispo")
     assert ("is_clip_share" in stats) == (spec.loss == "cispo")  # CISPO clips weights, never drops a token
     # KL goes to the loss only when it is not in the reward; "kl" stays the controller's k1 KL.
-    # (online_dpo: the reference is inside the DPO pair weights, never a KL term.)
-    assert ("kl_loss" in stats) == (not kl_in_reward and name != "online_dpo")
+    # (online_dpo: the reference is inside the DPO pair weights; on_policy_distill: it is the objective.)
+    assert ("kl_loss" in stats) == (not kl_in_reward and name not in ("online_dpo", "on_policy_distill"))
     assert "kl" not in stats
 
 

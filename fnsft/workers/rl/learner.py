@@ -80,8 +80,8 @@ class RLLearner:
         own log-probs (detached) are the old ones, as in TRL's GRPO; the extra pass is skipped
         unless the KL to the reference goes into the reward, which advantages need first.
         """
-        if self.spec.uses_critic or self.spec.policy_update in ("natural", "dpo"):
-            return True  # dpo: the pair weights need log π − log π_ref before the step
+        if self.spec.uses_critic or self.spec.policy_update in ("natural", "dpo") or self.spec.advantage == "teacher":
+            return True  # dpo / distillation: the advantages need log π (and log π_ref / teacher) first
         epochs, n_mb = self.passes()
         kl_in_reward = self.settings.kl_in_reward and self.ref_mode is not None and self.kl_ctl.value > 0
         return epochs * n_mb > 1 or kl_in_reward
