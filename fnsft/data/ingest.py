@@ -68,12 +68,13 @@ def _json_file_rows(item: dict) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return [{"text": line} for line in text.splitlines() if line.strip()]
+        return [{"text": line, "where": f"{item['path']} line {n}"}
+                for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if isinstance(data, dict) and len(data) == 1:
         (data,) = data.values()
     if not isinstance(data, list):
         raise ConfigError(f"data file {item['path']}: expected a list of objects or {{\"data\": [objects...]}}")
-    return [{"text": json.dumps(r)} for r in data]
+    return [{"text": json.dumps(r), "where": f"{item['path']} record {i}"} for i, r in enumerate(data, start=1)]
 
 
 def _csv_header(file: str) -> list[str]:
@@ -108,7 +109,8 @@ def read_stream(path: str, max_tasks: int = 2) -> StreamSource:
     task = {"num_cpus": DATA_TASK_CPUS, "concurrency": max_tasks}
     suffix = os.path.splitext(files[0])[1].lower()
     if suffix == ".jsonl":
-        return StreamSource(ray.data.read_text(files, **task), True, tuple(files))
+        # include_paths: a bad row's error can name its file, and its line (fnsft.data.tokenize.find_line)
+        return StreamSource(ray.data.read_text(files, include_paths=True, **task), True, tuple(files))
     if suffix == ".json":
         ds = ray.data.read_binary_files(files, include_paths=True, **task).flat_map(
             _json_file_rows, num_cpus=DATA_TASK_CPUS)

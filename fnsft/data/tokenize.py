@@ -62,6 +62,22 @@ def tokenize_sft_row(tokenizer, row: dict) -> dict[str, list[int]]:
     return {"input_ids": full, "completion_mask": [0] * start + [1] * (len(full) - start)}
 
 
+def find_line(path: str, text: Optional[str]) -> Optional[int]:
+    """The 1-based number of the first line of the local file ``path`` equal to ``text`` (a row
+    Ray Data's ``read_text`` gave without its line number), or None (not found, not readable here)."""
+    if text is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            want = text.encode("utf-8")
+            for n, line in enumerate(f, start=1):
+                if line.rstrip(b"\r\n") == want:
+                    return n
+    except OSError:
+        return None
+    return None
+
+
 class SFTTokenizeBatch:
     """Ray Data ``map_batches`` callable: raw rows -> TRL's processed SFT columns.
 
@@ -89,21 +105,39 @@ class SFTTokenizeBatch:
         try:
             parsed = json.loads(row["text"])
         except json.JSONDecodeError as e:
-            raise ConfigError(f"data file {self.source}: invalid JSON ({e.msg}) in line {row['text'][:60]!r}; "
+            raise ConfigError(f"data file {self._where(row)}: invalid JSON ({e.msg}): {row['text'][:60]!r}; "
                               "each line must be one JSON object") from None
         if not isinstance(parsed, dict):
-            raise ConfigError(f"data file {self.source}: expected a JSON object per line, got "
+            raise ConfigError(f"data file {self._where(row)}: expected a JSON object per line, got "
                               f"{type(parsed).__name__}: {row['text'][:60]!r}")
         return parsed
 
-    def rows(self, raw_rows: Iterable[dict]) -> list[dict]:
-        """The processed rows of ``raw_rows`` (the held-out ones left out), as dicts."""
+    def _where(self, raw: dict) -> str:
+        """Where a bad raw row sits: ``<file> line N`` for JSON Lines (the file searched for the
+        row's text: only on this error path), ``<file> record N`` for a .json list (the reader
+        names it), else the stage's data path."""
+        if raw.get("where"):
+            return raw["where"]
+        line = find_line(raw.get("path"), raw.get("text")) if raw.get("path") else None
+        return f"{raw['path']} line {line}" if line else self.source
+
+    def _convert(self, raw: dict) -> dict:
         from fnsft.data.formats import to_prompt_completion
 
+        args = (self.fmt, self.mapping, self.system_prompt)
+        try:
+            return to_prompt_completion(self._parse(raw), *args, source=self.source, as_chat=self.as_chat)
+        except ConfigError:
+            if not self.json_lines:
+                raise
+            # the same conversion again, its message now naming the row's file and line
+            return to_prompt_completion(self._parse(raw), *args, source=self._where(raw), as_chat=self.as_chat)
+
+    def rows(self, raw_rows: Iterable[dict]) -> list[dict]:
+        """The processed rows of ``raw_rows`` (the held-out ones left out), as dicts."""
         out = []
         for raw in raw_rows:
-            row = to_prompt_completion(self._parse(raw), self.fmt, self.mapping, self.system_prompt,
-                                       source=self.source, as_chat=self.as_chat)
+            row = self._convert(raw)
             tokens = tokenize_sft_row(self.tokenizer, row)
             rid = row_id(tokens["input_ids"])
             if rid in self.exclude:

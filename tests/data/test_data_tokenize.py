@@ -97,3 +97,22 @@ def test_excluded_rows_and_bad_lines(tiny):
         _batch_fn(tiny, "alpaca", json_lines=True).rows([{"text": '{"instruction": '}])
     with pytest.raises(ConfigError, match="missing column 'output'"):
         _batch_fn(tiny, "alpaca", json_lines=True).rows([{"text": '{"instruction": "x"}'}])
+
+
+def test_a_bad_streamed_row_names_its_file_and_line(tiny, tmp_path):
+    """Ray Data's read_text gives a row's file (include_paths), not its line: the error path finds it."""
+    from fnsft.errors import ConfigError
+
+    good = '{"instruction": "Say hi.", "output": "Hi."}'
+    lines = [good] * 6 + ['{"instruction": "Say hi.", "output": '] + [good] * 3 + ['{"instruction": "only"}']
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    fn = _batch_fn(tiny, "alpaca", json_lines=True)
+    with pytest.raises(ConfigError, match=rf"data file {path} line 7: invalid JSON") as e:
+        fn.rows([{"text": line, "path": str(path)} for line in lines[:7]])
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=rf"data file {path} line 11: .*missing column 'output'"):
+        fn.rows([{"text": lines[-1], "path": str(path)}])
+    # a .json list's records are named by the reader
+    with pytest.raises(ConfigError, match=r"data file x\.json record 3: .*missing column 'output'"):
+        fn.rows([{"text": lines[-1], "where": "x.json record 3"}])
