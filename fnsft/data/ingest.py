@@ -136,6 +136,7 @@ class StreamPlan:
     columns: tuple[str, ...]
     train_rows: int
     max_steps: int
+    skip_actor: str = ""  # fnsft.data.stream_skip.SkipRows: a resumed epoch's rows already trained on
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,13 @@ class StreamInput:
     plan: StreamPlan
     eval_rows: list[dict]
     info: dict[str, Any]
+    actors: tuple = ()  # the stage's helper actors (SkipRows), killed by close()
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
 
 
 def steps_for_epochs(rows: int, workers: int, batch: int, grad_accum: int, epochs: float) -> int:

@@ -84,20 +84,26 @@ class SFTTokenizeBatch:
     ``fmt``, ``column_mapping``, ``system_prompt``, ``as_chat``: as the SFT stage's config
     (:class:`fnsft.stages.sft.SFTConfig`). ``json_lines``: each row's ``text`` column is one JSON
     Lines line to parse (``ray.data.read_text``); otherwise rows arrive as columns (CSV,
-    parquet). ``exclude``: ``row_id`` values to drop (the held-out rows). ``source`` names the
-    data in errors.
+    parquet). ``exclude``: ``row_id`` values to drop (the held-out rows); ``skip_from``: the name of
+    a :class:`~fnsft.data.stream_skip.SkipRows` actor whose ids are dropped too (read once, when
+    this instance starts: each Ray Data execution, i.e. each epoch, starts new ones). ``source``
+    names the data in errors.
     """
 
     def __init__(self, tokenizer_path: str, *, fmt: str, max_length: int, source: str,
                  column_mapping: Optional[dict] = None, system_prompt: Optional[str] = None,
                  as_chat: bool = False, chat_template: Optional[str] = None, trust_remote_code: bool = False,
-                 json_lines: bool = False, exclude: Iterable[int] = ()):
+                 json_lines: bool = False, exclude: Iterable[int] = (), skip_from: Optional[str] = None):
         from fnsft.models.loading import load_tokenizer
 
         self.tokenizer = load_tokenizer(tokenizer_path, trust_remote_code, chat_template)
         self.fmt, self.max_length, self.source = fmt, max_length, source
         self.mapping, self.system_prompt, self.as_chat = column_mapping or None, system_prompt, as_chat
         self.json_lines, self.exclude = json_lines, frozenset(exclude)
+        if skip_from:  # a resumed epoch: the rows trained on before the restart (fnsft.data.stream_skip)
+            from fnsft.data.stream_skip import skip_ids
+
+            self.exclude |= skip_ids(skip_from)
 
     def _parse(self, row: dict) -> dict:
         if not self.json_lines:

@@ -112,6 +112,7 @@ def prepare_sft_stream(stage, model, num_workers: int):
 
     from fnsft.data.ingest import DATA_TASK_CPUS, StreamInput, StreamPlan, steps_for_epochs
     from fnsft.data.labels import describe_format
+    from fnsft.data.stream_skip import start_skip_rows
     from fnsft.data.tokenize import SFTTokenizeBatch
 
     c = stage.config
@@ -128,9 +129,11 @@ def prepare_sft_stream(stage, model, num_workers: int):
     log.info("[sft] eval: %s", reason)
     # Rows split off this data are left out of the training stream (an eval file's are not).
     held = [] if c.eval_dataset_path else [r["row_id"] for r in eval_rows]
+    skip_actor, skip_name = start_skip_rows(stage.stage_name)  # a resumed epoch's trained rows (mid-epoch resume)
     # A callable class: each Ray Data worker loads the tokenizer once, then tokenizes batch after batch.
     train = ds.map_batches(SFTTokenizeBatch, fn_constructor_args=(model.source,),
-                           fn_constructor_kwargs={**kwargs, "exclude": held}, batch_format="pyarrow",
+                           fn_constructor_kwargs={**kwargs, "exclude": held, "skip_from": skip_name},
+                           batch_format="pyarrow",
                            batch_size=TOKENIZE_BATCH_ROWS, compute=ActorPoolStrategy(min_size=1, max_size=num_workers),
                            num_cpus=DATA_TASK_CPUS)
     train = train.randomize_block_order(seed=c.seed)
@@ -143,4 +146,5 @@ def prepare_sft_stream(stage, model, num_workers: int):
     eval_cols = [{k: r[k] for k in columns} for r in eval_rows]
     info = {"dataset_format": kwargs["fmt"], "eval_rows": len(eval_rows), "skipped_rows": 0,
             "data_streaming": True, **({"train_rows": train_rows} if n is not None else {})}
-    return StreamInput({"train": train}, StreamPlan(columns, train_rows, steps), eval_cols, info)
+    return StreamInput({"train": train}, StreamPlan(columns, train_rows, steps, skip_name), eval_cols, info,
+                       actors=(skip_actor,))

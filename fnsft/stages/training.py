@@ -310,8 +310,12 @@ class TrainStage(BaseStage):
         batching = self.batching(layout.use_gpu)
         if batching is not None:
             log.info("[%s] batching: %s", self.stage_name, batching.describe())
-        out = self.launch(model, train_worker, data, context=context, layout=layout,
-                          trainer_factory=self.trainer.build, batching=batching, stream=stream)
+        try:
+            out = self.launch(model, train_worker, data, context=context, layout=layout,
+                              trainer_factory=self.trainer.build, batching=batching, stream=stream)
+        finally:
+            if stream is not None:
+                stream.close()
         path = out.get("path")
         handle = model.with_weights(out["weights"][0], path=path, stage=self.stage_name,
                                     adapter=out.get("adapter_path"))

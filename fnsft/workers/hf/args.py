@@ -26,6 +26,9 @@ def common_training_args(job, out_dir: str, precision) -> dict[str, Any]:
         num_train_epochs=c.num_train_epochs,
         # A stream has no length: its epochs were turned into steps on the driver (StreamPlan).
         max_steps=stream.max_steps if stream is not None else c.max_steps,
+        # A resumed stream leaves out the rows it trained on (fnsft.data.stream_skip); HF skipping its
+        # count of batches as well would drop rows never trained on.
+        ignore_data_skip=stream is not None,
         per_device_train_batch_size=c.per_device_train_batch_size,
         per_device_eval_batch_size=c.per_device_eval_batch_size,
         gradient_accumulation_steps=c.gradient_accumulation_steps,

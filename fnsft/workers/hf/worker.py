@@ -119,7 +119,8 @@ def train_worker(config: dict) -> None:
         from fnsft.workers.hf.stream import StreamCounts, stream_train_dataset
 
         stream_counts = StreamCounts()
-        train_ds = stream_train_dataset(job.stream.columns, ctx.get_world_size(), stream_counts)
+        train_ds = stream_train_dataset(job.stream.columns, ctx.get_world_size(), stream_counts,
+                                        job.stream.skip_actor)
     else:
         train_ds = Dataset.from_list(ray.get(job.data["train"]))
     eval_ds = Dataset.from_list(ray.get(job.data["eval"])) if "eval" in job.data else None
@@ -163,8 +164,14 @@ def train_worker(config: dict) -> None:
             trainer.add_callback(_eval_before_callback(trainer, metrics))
         if resume:  # first among the train-begin callbacks: a finished run trains nothing more
             trainer.callback_handler.callbacks.insert(0, stop_if_finished())
-        if stream_counts is not None:
-            stream_counts.reading = True  # the trainer is built: from here the stream reads the Ray shard
+        if stream_counts is not None:  # the trainer is built: from here the stream reads the Ray shard
+            from fnsft.workers.hf.stream import resume_stream, stream_checkpoint_callback
+
+            if resume:  # the rows trained on before the restart leave this epoch (mid-epoch resume)
+                resume_stream(stream_counts, resume, job.stream.skip_actor, rank)
+            # first among the callbacks: each checkpoint holds its rows before it is reported to Ray Train
+            trainer.callback_handler.callbacks.insert(0, stream_checkpoint_callback(stream_counts, rank))
+            stream_counts.reading = True
         t0 = time.time()
         try:
             result = trainer.train(resume_from_checkpoint=resume).metrics
