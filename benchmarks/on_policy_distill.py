@@ -1,6 +1,7 @@
 """On-policy distillation vs SFT on a teacher's rationales, SmolLM2-135M-Instruct, equal teacher cost.
 
-    python benchmarks/on_policy_distill.py            # -> results/on_policy_distill.json
+    python benchmarks/on_policy_distill.py            # -> results/on_policy_distill.json (~40 min)
+    python benchmarks/on_policy_distill.py --arms sft_then_on_policy --merge   # one arm more
 
 1. **The teacher**: SmolLM2 after ``configs/cot_distillation.yaml`` (the function teacher's verified
    rationales of the shipped word problems, LoRA, float32, ``--teacher_steps``), merged; its greedy
@@ -11,12 +12,16 @@
 3. **On-policy distillation** (``rl.algorithm: on_policy_distill``): the student samples one answer to
    each of ``--budget`` training questions (``--budget / --prompts`` iterations), the same teacher
    scores the student's tokens (a forward pass, no decoding), LoRA r16.
+4. **SFT, then on-policy** (``sft_then_on_policy``): half the budget as arm 2 (rationales for
+   ``--budget / 2`` questions), then arm 3 from that student on the other half — distillation as
+   it is run in practice, SFT on the teacher's samples bringing the student close enough for the
+   teacher's per-token signal to be informative.
 
-Equal teacher cost: both arms get the teacher's work on ``--budget`` completions (arm 2: it decodes
-them; arm 3: it scores the student's). The JSON records each arm's teacher tokens and seconds, and
+Equal teacher cost: every arm gets the teacher's work on ``--budget`` completions (arm 2: it decodes
+them; arm 3: it scores the student's). The JSON records each arm's teacher tokens (and arm 3's scoring seconds), and
 the held-out accuracy of each student (60 problems, greedy, bare question, answer after ``####``;
 the same reader for every model), the base model's from the teacher's stage. One run per seed of
-``--seeds``; each arm's accuracy per seed, mean and min-max.
+``--seeds``; each arm's accuracy per seed, and their median and min-max.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, spread, write_result  # noqa: E402
+from common import RESULTS, machine, spread, write_result  # noqa: E402
 from cot_distillation import CONFIG, REPO, greedy_accuracy  # noqa: E402
 
 
@@ -69,8 +74,10 @@ def train_teacher(cfg: dict, stage: dict, steps: int, seed: int, keep: str) -> d
             "steps": steps, "wall_s": res["wall_s"]}
 
 
-def sft_arm(cfg: dict, stage: dict, teacher: str, budget: int, seed: int, held: list[dict]) -> dict:
-    """cot_distillation with the model teacher on ``budget`` questions; the student's accuracy."""
+def sft_arm(cfg: dict, stage: dict, teacher: str, budget: int, seed: int, held: list[dict],
+            keep: str | None = None) -> dict:
+    """cot_distillation with the model teacher on ``budget`` questions; the student's accuracy
+    (its merged model copied to ``keep`` when given)."""
     from transformers import AutoTokenizer
 
     arm = {**stage, "teacher_model_type": "local", "teacher_model_path": teacher, "max_questions": budget,
@@ -90,21 +97,27 @@ def sft_arm(cfg: dict, stage: dict, teacher: str, budget: int, seed: int, held: 
            "teacher_completions": len(records), "teacher_tokens": teacher_tokens,
            "train_s": round(m.get("train_runtime", 0), 1),
            "wall_s": round(time.time() - t0, 1), "loadavg_start": load0, "loadavg_end": _load()}
+    if keep:
+        shutil.copytree(res["model_path"], keep)
     shutil.rmtree(run["output_dir"], ignore_errors=True)
     return out
 
 
-def opd_arm(cfg: dict, stage: dict, teacher: str, a, seed: int, held: list[dict]) -> dict:
-    """The RL stage with on_policy_distill on ``a.budget`` student samples; the student's accuracy."""
+def opd_arm(cfg: dict, stage: dict, teacher: str, a, seed: int, held: list[dict], budget: int,
+            student: str | None = None) -> dict:
+    """The RL stage with on_policy_distill on ``budget`` samples of the student (the config's
+    model, or the one in ``student``); the student's accuracy after."""
     rl = {"dataset_name_or_path": stage["reasoning_dataset_path"], "algorithm": "on_policy_distill",
           "reference": {"model_name_or_path": teacher, "num_cpus": 0.5},
-          "num_iterations": a.budget // a.prompts, "prompts_per_iteration": a.prompts, "num_generations": 1,
+          "num_iterations": budget // a.prompts, "prompts_per_iteration": a.prompts, "num_generations": 1,
           "max_new_tokens": stage["eval_max_new_tokens"], "temperature": 1.0, "learning_rate": a.opd_lr,
           "ppo_epochs": a.ppo_epochs, "num_mini_batches": 2, "use_peft": True, "lora_r": stage["lora_r"],
           "lora_alpha": stage["lora_alpha"], "seed": seed, "save_steps": 0, "logging_steps": 100,
           "report_to": ["none"], "generation": {"num_cpus": 1}}
     run = {**{k: v for k, v in cfg.items() if k not in ("resources",)}, "output_dir": tempfile.mkdtemp(prefix="opd_rl_"),
            "stages": ["rl"], "stage_configs": {"rl": rl}, "resources": {"num_workers": 1}}
+    if student:
+        run["model_name_or_path"] = student
     load0, t0 = _load(), time.time()
     res = _run(run)
     with open(res["artifacts"]["rl_history"]) as f:
@@ -121,6 +134,25 @@ def opd_arm(cfg: dict, stage: dict, teacher: str, a, seed: int, held: list[dict]
     return out
 
 
+ARMS = ("sft", "on_policy", "sft_then_on_policy")
+
+
+def run_arm(arm: str, cfg: dict, stage: dict, teacher: str, a, seed: int, held: list[dict]) -> dict:
+    if arm == "sft":
+        return sft_arm(cfg, stage, teacher, a.budget, seed, held)
+    if arm == "on_policy":
+        return opd_arm(cfg, stage, teacher, a, seed, held, a.budget)
+    # half the teacher's completions as SFT rows, the other half scoring the SFT student's samples
+    student = os.path.join(tempfile.mkdtemp(prefix="opd_student_"), "model")
+    try:
+        first = sft_arm(cfg, stage, teacher, a.budget // 2, seed, held, keep=student)
+        second = opd_arm(cfg, stage, teacher, a, seed, held, a.budget - a.budget // 2, student=student)
+    finally:
+        shutil.rmtree(os.path.dirname(student), ignore_errors=True)
+    return {"accuracy": second["accuracy"], "accuracy_after_sft_part": first["accuracy"],
+            "sft_part": first, "on_policy_part": second}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget", type=int, default=128, help="Teacher completions per arm (decoded or scored).")
@@ -129,7 +161,8 @@ def main() -> None:
     p.add_argument("--opd_lr", type=float, default=5e-4, help="On-policy: learning rate (LoRA).")
     p.add_argument("--teacher_steps", type=int, default=60, help="The teacher's CoT SFT steps.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--arms", nargs="+", default=["sft", "on_policy"], choices=["sft", "on_policy"])
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--merge", action="store_true", help="Add these arms to the results file's earlier ones.")
     a = p.parse_args()
     from fnsft.data.reasoning import load_reasoning_rows
 
@@ -148,19 +181,25 @@ def main() -> None:
     doc = {"machine": machine(), "budget": a.budget, "prompts_per_iteration": a.prompts, "ppo_epochs": a.ppo_epochs,
            "opd_learning_rate": a.opd_lr, "sft_learning_rate": float(stage["learning_rate"]),
            "sft_steps": stage["max_steps"], "eval_questions": len(held), "seeds": a.seeds, "per_seed": {}}
+    path = os.path.join(RESULTS, "on_policy_distill.json")
+    if a.merge and os.path.exists(path):
+        with open(path) as f:
+            doc["per_seed"] = json.load(f).get("per_seed", {})
     for seed in a.seeds:
         teacher = tempfile.mkdtemp(prefix="opd_teacher_model_")
         shutil.rmtree(teacher)
-        entry = doc["per_seed"][str(seed)] = {"teacher": train_teacher(cfg, stage, a.teacher_steps, seed, teacher)}
+        entry = doc["per_seed"].setdefault(str(seed), {})
+        # the same seed trains the same teacher (a merged run retrains it: its earlier one is gone)
+        entry["teacher"] = {**train_teacher(cfg, stage, a.teacher_steps, seed, teacher),
+                            **({"earlier": entry["teacher"]} if "teacher" in entry else {})}
         entry["teacher"]["accuracy"] = _accuracy(teacher, held, stage["eval_max_new_tokens"])
         write_result("on_policy_distill", doc)
         for arm in a.arms:
             print(f"seed {seed}: {arm}", flush=True)
-            entry[arm] = (sft_arm(cfg, stage, teacher, a.budget, seed, held) if arm == "sft"
-                          else opd_arm(cfg, stage, teacher, a, seed, held))
+            entry[arm] = run_arm(arm, cfg, stage, teacher, a, seed, held)
             write_result("on_policy_distill", doc)  # after each arm: a cut-short run keeps what it measured
         shutil.rmtree(teacher, ignore_errors=True)
-    for arm in ["teacher"] + a.arms:
+    for arm in ("teacher",) + ARMS:
         doc[arm + "_accuracy"] = spread(e[arm]["accuracy"] for e in doc["per_seed"].values() if arm in e)
     doc["base_accuracy"] = spread(e["teacher"]["accuracy_before"] for e in doc["per_seed"].values())
     print(json.dumps({k: v for k, v in doc.items() if k.endswith("accuracy")}, indent=1))
