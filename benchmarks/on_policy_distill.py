@@ -163,6 +163,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--merge", action="store_true", help="Add these arms to the results file's earlier ones.")
+    p.add_argument("--tag", default="", help="Suffix of the arms' names in the results (other settings, merged).")
     a = p.parse_args()
     from fnsft.data.reasoning import load_reasoning_rows
 
@@ -184,7 +185,11 @@ def main() -> None:
     path = os.path.join(RESULTS, "on_policy_distill.json")
     if a.merge and os.path.exists(path):
         with open(path) as f:
-            doc["per_seed"] = json.load(f).get("per_seed", {})
+            earlier = json.load(f)
+        doc["per_seed"] = earlier.get("per_seed", {})
+        if a.tag:  # the file's settings stay those of its untagged arms; this run's are in its entries
+            doc.update({k: earlier[k] for k in ("budget", "prompts_per_iteration", "ppo_epochs", "opd_learning_rate")
+                        if k in earlier})
     for seed in a.seeds:
         teacher = tempfile.mkdtemp(prefix="opd_teacher_model_")
         shutil.rmtree(teacher)
@@ -196,10 +201,13 @@ def main() -> None:
         write_result("on_policy_distill", doc)
         for arm in a.arms:
             print(f"seed {seed}: {arm}", flush=True)
-            entry[arm] = run_arm(arm, cfg, stage, teacher, a, seed, held)
+            entry[arm + a.tag] = {**run_arm(arm, cfg, stage, teacher, a, seed, held),
+                                  **({"settings": {"opd_learning_rate": a.opd_lr, "ppo_epochs": a.ppo_epochs}}
+                                     if a.tag else {})}
             write_result("on_policy_distill", doc)  # after each arm: a cut-short run keeps what it measured
         shutil.rmtree(teacher, ignore_errors=True)
-    for arm in ("teacher",) + ARMS:
+    names = {name for e in doc["per_seed"].values() for name in e}
+    for arm in sorted(names):
         doc[arm + "_accuracy"] = spread(e[arm]["accuracy"] for e in doc["per_seed"].values() if arm in e)
     doc["base_accuracy"] = spread(e["teacher"]["accuracy_before"] for e in doc["per_seed"].values())
     print(json.dumps({k: v for k, v in doc.items() if k.endswith("accuracy")}, indent=1))
