@@ -15,6 +15,7 @@ from fnsft.pipeline import Pipeline
 from fnsft.testing import EXAMPLES, KillAfterCheckpoint, tiny_sft_config
 
 DATA = os.path.join(EXAMPLES, "sample_data.jsonl")
+BATCH = 4  # 300 rows, 2 workers: 38 steps, time for the kill after the first checkpoint
 
 
 def test_checkpoint_holds_the_rows_trained_this_epoch(tmp_path):
@@ -44,7 +45,7 @@ def test_killed_streamed_stage_trains_each_row_once(tmp_path, ray_session, tiny_
     from fnsft.data.tokenize import SFTTokenizeBatch
 
     cfg = tiny_sft_config(tmp_path / "out", dataset_name_or_path=DATA, num_train_epochs=1, eval_split=0.0,
-                          data_streaming=True, save_steps=4, logging_steps=1, per_device_train_batch_size=8)
+                          data_streaming=True, save_steps=4, logging_steps=1, per_device_train_batch_size=BATCH)
     cfg["resources"] = {"num_workers": 2, "max_failures": 1}
     with KillAfterCheckpoint(tmp_path / "out", "01_sft", "sft", rank=1) as killer:
         stage = Pipeline.from_dict(cfg).run()["stages"]["sft"]
@@ -58,8 +59,9 @@ def test_killed_streamed_stage_trains_each_row_once(tmp_path, ray_session, tiny_
     with open(DATA) as f:
         lines = [{"text": line} for line in f if line.strip()]
     rows = SFTTokenizeBatch(tiny_model_dir, fmt="alpaca", max_length=128, source=DATA, json_lines=True).rows(lines)
-    assert m["stream_resume_skip_rows"] == resumed * 8 * 2  # steps x batch x workers
+    print(f"resumed from step {resumed} of {m['global_step']}")
+    assert m["stream_resume_skip_rows"] == resumed * BATCH * 2  # steps x batch x workers
     assert m["streamed_rows"] + m["stream_resume_skip_rows"] == len(rows), m
     after = sum(int(d, 16) for d in m["stream_row_digest_per_worker"])
     assert (after + int(m["stream_resume_skip_digest"], 16)) % 2**64 == sum(r["row_id"] for r in rows) % 2**64
-    assert m["global_step"] == -(-len(rows) // 16)  # the planned steps: no second epoch to fill a short one
+    assert m["global_step"] == -(-len(rows) // (2 * BATCH))  # the planned steps: no second epoch to fill a short one
