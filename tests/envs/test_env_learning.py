@@ -54,7 +54,8 @@ def check_two_turn_learning(rl_out, history, margin):
 def test_two_turn_environment_learns_grpo(ray_session, tmp_path):
     # held-out prompts, greedy episodes before and after: the policy itself improved
     rl_out, history = run_env_stage(tmp_path, "grpo", {"class": f"{FIXTURES}:SecondReplyEnv", "max_turns": 2},
-                                    eval_dataset_path=os.path.join(EXAMPLES, "arithmetic", "eval.jsonl"))
+                                    eval_dataset_path=os.path.join(EXAMPLES, "arithmetic", "eval.jsonl"),
+                                    num_iterations=30)
     check_two_turn_learning(rl_out, history, margin=0.15)
     start, end = rl_out["metrics"]["eval_reward_start"], rl_out["metrics"]["eval_reward_end"]
     assert end > start + 0.1, f"held-out greedy reward {start:.3f} -> {end:.3f}"
