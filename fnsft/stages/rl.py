@@ -140,7 +140,8 @@ class RLConfig(GRPOFamilyKeys, TrainStageConfig):
 
     @property
     def needs_reference(self) -> bool:
-        if self.algorithm.lower() in ("online_dpo", "on_policy_distill"):  # the loss is relative to it
+        spec = ALGORITHMS.get(self.algorithm.lower())  # online DPO and distillation: the loss is relative to it
+        if spec is not None and (spec.policy_update == "dpo" or spec.advantage == "teacher"):
             return True
         return self.reference.mode != "none" and (self.kl_coef > 0 or bool(self.kl_target))
 
@@ -242,10 +243,10 @@ class RLStage(TrainStage):
         from fnsft.rl.rewards import parse_reward_specs
 
         c = self.config
-        if not c.rewards and (c.environment.class_ or c.algorithm.lower() == "on_policy_distill"):
+        spec = ALGORITHMS.get(c.algorithm.lower())
+        if not c.rewards and (c.environment.class_ or (spec is not None and spec.advantage == "teacher")):
             return []
-
-        return parse_reward_specs(self.config.rewards, f"{self.key}.rewards")
+        return parse_reward_specs(c.rewards, f"{self.key}.rewards")
 
     # Hooks for stages built on this one (RLAIF) ------------------------------------------
     def finish(self, result: StageResult, model, splits: dict, rewards: StageRewards) -> StageResult:
@@ -339,8 +340,9 @@ class RLStage(TrainStage):
         res, ds = layout.resources, layout.deepspeed
         splits = self.prompt_splits()
         rows = splits["train"]
-        ref_mode = self._reference_mode()
-        teacher = reference_model(c.reference.model_name_or_path, tokenizer, self.pipeline_config, self.key)
+        ref_mode = reference_mode(c)
+        teacher = reference_model(c.reference.model_name_or_path if ref_mode == "actor" else None, tokenizer,
+                                  self.pipeline_config, self.key)
         choice = generation_engine(c, self.key, model.source, layout.use_gpu)  # hf | vllm, and why
         log.info("[%s] %s on %d prompts; %d worker(s), %s, %s; reference: %s; generation: %s", self.stage_name,
                  spec.name, len(rows), res.num_workers, "GPU" if layout.use_gpu else "CPU",
@@ -388,13 +390,10 @@ class RLStage(TrainStage):
         c = self.config
         roles = [(c.generation.num_replicas, c.generation.num_cpus, c.generation.num_gpus),
                  (c.reward.num_replicas, c.reward.num_cpus, c.reward.num_gpus)]
-        if self._reference_mode() == "actor":
+        if reference_mode(c) == "actor":
             roles.append((c.reference.num_replicas, c.reference.num_cpus, c.reference.num_gpus))
         out = []
         for replicas, cpus, gpus in roles:
             bundle = {**({"CPU": float(cpus)} if cpus > 0 else {}), **({"GPU": float(gpus)} if gpus > 0 else {})}
             out += [dict(bundle) for _ in range(replicas)] if bundle else []
         return out
-
-    def _reference_mode(self) -> Optional[str]:
-        return reference_mode(self.config)

@@ -31,14 +31,14 @@ def validate_reference(c, key: str, spec) -> None:
     r = c.reference
     if r.model_name_or_path:
         check_model_spec(r.model_name_or_path, f"{key}.reference.model_name_or_path")
+        if r.mode not in ("auto", "actor"):  # else the model would be silently unused
+            raise ConfigError(f"{key}.reference.mode: reference.model_name_or_path runs in a reference actor; use "
+                              f"auto or actor (got {r.mode})")
     if spec.advantage != "teacher":
         return
     if not r.model_name_or_path:
         raise ConfigError(f"{key}.reference.model_name_or_path: {spec.name} needs the teacher whose log-probs score "
                           "the student's tokens (a model directory or builtin:... with the policy's tokenizer)")
-    if r.mode not in ("auto", "actor"):
-        raise ConfigError(f"{key}.reference.mode: {spec.name}'s teacher runs in a reference actor; use auto or actor "
-                          f"(got {r.mode})")
     if c.kl_target:
         raise ConfigError(f"{key}.kl_target: {spec.name} has no KL penalty to adapt (the KL to the teacher is its "
                           "objective); remove kl_target")

@@ -11,6 +11,7 @@ from fnsft.pipeline.plan import build_plan
 from fnsft.rl import get_algorithm
 from fnsft.rl.knobs import AlgoKnobs
 from fnsft.rl.loop import LossSettings, compute_advantages, policy_objective
+from fnsft.stages.rl_reference import reference_mode
 from fnsft.testing import EXAMPLES, TINY
 
 PROMPTS = os.path.join(EXAMPLES, "arithmetic", "train.jsonl")
@@ -67,10 +68,10 @@ def _cfg(tmp_path, **rl):
 
 def test_plan_without_rewards_and_with_a_teacher(tmp_path):
     stage = build_plan(data=_cfg(tmp_path)).stages[0].stage
-    assert stage.config.needs_reference and stage._reference_mode() == "actor"
+    assert stage.config.needs_reference and reference_mode(stage.config) == "actor"
     assert stage.parse_rewards() == []  # the teacher is the signal; rewards would only be measured
     stage = build_plan(data=_cfg(tmp_path, use_peft=True)).stages[0].stage
-    assert stage._reference_mode() == "actor"  # a teacher is not the policy without its adapters
+    assert reference_mode(stage.config) == "actor"  # a teacher is not the policy without its adapters
 
 
 @pytest.mark.parametrize("rl, key, match", [
